@@ -1,0 +1,478 @@
+//! The decision: a pure function of (settings, request, looked-up ServiceAccount).
+//!
+//! [`decide`] makes at most one lookup, and none when nothing could apply.
+//! It never panics and never errors: every failure is an explicit
+//! [`Decision::Reject`] with a status code (400 unreadable object, 403 policy
+//! refusal, 503 ServiceAccount unreadable with `lookupFailure: reject`).
+
+use serde_json::Value;
+
+use crate::host::{Lookup, ServiceAccountRef};
+use crate::podedit;
+use crate::providers::{self, aws, stackit, Context, Findings};
+use crate::request::Input;
+use crate::settings::{LookupFailure, Settings};
+
+/// What the policy answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Admit unchanged.
+    Accept { warnings: Vec<String> },
+    /// Admit with this object instead of the request's.
+    Mutate {
+        object: Value,
+        warnings: Vec<String>,
+    },
+    /// Deny with this message and HTTP status code.
+    Reject {
+        message: String,
+        code: u16,
+        warnings: Vec<String>,
+    },
+}
+
+impl Decision {
+    fn accept() -> Decision {
+        Decision::Accept {
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Decides one admission request.
+pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decision {
+    // Only Pod CREATE carries a pod to give an identity to; UPDATE cannot
+    // change volumes or env, and DELETE has no object.
+    if !(input.group.is_empty() && input.kind == "Pod" && input.operation == "CREATE") {
+        return Decision::accept();
+    }
+    let pod = &input.object;
+    if !pod.is_object() {
+        return Decision::Reject {
+            message: "Pod CREATE request has no pod object".to_string(),
+            code: 400,
+            warnings: Vec::new(),
+        };
+    }
+    let namespace = if input.namespace.is_empty() {
+        pod.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+    } else {
+        input.namespace.as_str()
+    };
+    let pod_ref = pod_ref(namespace, pod);
+    if let Err(malformed) = podedit::check_shape(pod) {
+        return Decision::Reject {
+            message: format!("pod {pod_ref}: {malformed}"),
+            code: 400,
+            warnings: Vec::new(),
+        };
+    }
+    let pod_annotations = providers::string_map(pod, "annotations");
+    let pod_labels = providers::string_map(pod, "labels");
+
+    let aws_on = settings.aws.enabled && !aws::pod_opted_out(&settings.aws, &pod_labels);
+    let stackit_on =
+        settings.stackit.enabled && !stackit::pod_opted_out(&pod_labels, &pod_annotations);
+    if !aws_on && !stackit_on {
+        return Decision::accept();
+    }
+
+    let sa = ServiceAccountRef {
+        namespace: namespace.to_string(),
+        name: pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_string(),
+    };
+    let account = match lookup.service_account(&sa) {
+        Ok(account) => account,
+        Err(error) => {
+            return match settings.lookup_failure {
+                LookupFailure::Admit => Decision::Accept {
+                    warnings: vec![format!(
+                        "pod {pod_ref}: ServiceAccount {sa} could not be read ({error}); admitted without workload identity (lookupFailure: admit)"
+                    )],
+                },
+                LookupFailure::Reject => Decision::Reject {
+                    message: format!(
+                        "pod {pod_ref}: ServiceAccount {sa} could not be read ({error}); denied because lookupFailure is \"reject\""
+                    ),
+                    code: 503,
+                    warnings: Vec::new(),
+                },
+            };
+        }
+    };
+
+    let ctx = Context {
+        pod,
+        pod_annotations,
+        pod_labels,
+        sa: &sa,
+        sa_annotations: providers::string_map(&account, "annotations"),
+    };
+    let mut findings = Findings::default();
+    let mut injections = Vec::new();
+    if aws_on {
+        injections.extend(aws::resolve(&settings.aws, &ctx, &mut findings));
+    }
+    if stackit_on {
+        injections.extend(stackit::resolve(&settings.stackit, &ctx, &mut findings));
+    }
+    let Findings {
+        mut warnings,
+        denials,
+    } = findings;
+    if !denials.is_empty() {
+        return Decision::Reject {
+            message: format!("pod {pod_ref}: {}", denials.join("; ")),
+            code: 403,
+            warnings,
+        };
+    }
+    if injections.is_empty() {
+        return Decision::Accept { warnings };
+    }
+    let mut object = pod.clone();
+    match podedit::apply(&mut object, &injections, &pod_ref, &mut warnings) {
+        Ok(true) => Decision::Mutate { object, warnings },
+        Ok(false) => Decision::Accept { warnings },
+        Err(malformed) => Decision::Reject {
+            message: format!("pod {pod_ref}: {malformed}"),
+            code: 400,
+            warnings,
+        },
+    }
+}
+
+/// `namespace/name`, or `namespace/generateName*` before the name exists.
+fn pod_ref(namespace: &str, pod: &Value) -> String {
+    let meta = |k: &str| {
+        pod.get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    match (meta("name"), meta("generateName")) {
+        (Some(name), _) => format!("{namespace}/{name}"),
+        (None, Some(prefix)) => format!("{namespace}/{prefix}*"),
+        (None, None) => format!("{namespace}/<unnamed>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::cell::RefCell;
+
+    /// In-memory ServiceAccounts; records every lookup.
+    struct Accounts {
+        annotations: Option<Value>,
+        calls: RefCell<Vec<ServiceAccountRef>>,
+    }
+
+    impl Accounts {
+        fn with(annotations: Value) -> Accounts {
+            Accounts {
+                annotations: Some(annotations),
+                calls: RefCell::new(Vec::new()),
+            }
+        }
+        fn missing() -> Accounts {
+            Accounts {
+                annotations: None,
+                calls: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Lookup for Accounts {
+        fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+            self.calls.borrow_mut().push(sa.clone());
+            match &self.annotations {
+                Some(a) => Ok(
+                    json!({"metadata": {"name": sa.name, "namespace": sa.namespace, "annotations": a}}),
+                ),
+                None => Err(format!("serviceaccounts \"{}\" not found", sa.name)),
+            }
+        }
+    }
+
+    fn pod(extra_meta: Value, spec: Value) -> Value {
+        let mut meta = json!({"generateName": "web-", "namespace": "team-a"});
+        if let (Some(m), Some(e)) = (meta.as_object_mut(), extra_meta.as_object()) {
+            m.extend(e.clone());
+        }
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+    }
+
+    fn simple_pod() -> Value {
+        pod(
+            json!({}),
+            json!({"serviceAccountName": "app", "containers": [{"name": "app", "image": "x"}]}),
+        )
+    }
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/app";
+
+    fn run(settings: &Settings, object: Value, accounts: &Accounts) -> Decision {
+        decide(settings, &Input::pod_create("team-a", object), accounts)
+    }
+
+    fn mutated(decision: Decision) -> (Value, Vec<String>) {
+        match decision {
+            Decision::Mutate { object, warnings } => (object, warnings),
+            other => panic!("expected a mutation, got {other:?}"),
+        }
+    }
+
+    fn env_of(container: &Value) -> Vec<(String, String)> {
+        container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or("").to_string(),
+                    e["value"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn aws_irsa_defaults() {
+        let accounts = Accounts::with(json!({"eks.amazonaws.com/role-arn": ROLE}));
+        let (object, warnings) = mutated(run(&Settings::default(), simple_pod(), &accounts));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            *accounts.calls.borrow(),
+            [ServiceAccountRef {
+                namespace: "team-a".into(),
+                name: "app".into()
+            }]
+        );
+        let container = &object["spec"]["containers"][0];
+        assert_eq!(
+            env_of(container),
+            [
+                ("AWS_ROLE_ARN".to_string(), ROLE.to_string()),
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE".to_string(),
+                    "/var/run/secrets/eks.amazonaws.com/serviceaccount/token".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            object["spec"]["volumes"],
+            json!([{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {
+                "audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}}])
+        );
+        assert_eq!(
+            container["volumeMounts"],
+            json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}])
+        );
+    }
+
+    #[test]
+    fn output_fed_back_changes_nothing() {
+        let accounts = Accounts::with(json!({
+            "eks.amazonaws.com/role-arn": ROLE,
+            "workload-identity.stackit.cloud/service-account-email": "sa@sa.stackit.cloud"
+        }));
+        let settings =
+            Settings::from_json(br#"{"aws":{"region":"eu-west-1","stsRegionalEndpoints":true}}"#)
+                .unwrap();
+        let (once, _) = mutated(run(&settings, simple_pod(), &accounts));
+        assert_eq!(run(&settings, once, &accounts), Decision::accept());
+    }
+
+    #[test]
+    fn token_expiration_precedence_and_clamp() {
+        let expiry = |pod_value: Option<&str>, sa_value: Option<&str>| {
+            let mut sa = json!({"eks.amazonaws.com/role-arn": ROLE});
+            if let Some(v) = sa_value {
+                sa["eks.amazonaws.com/token-expiration"] = json!(v);
+            }
+            let meta = match pod_value {
+                Some(v) => json!({"annotations": {"eks.amazonaws.com/token-expiration": v}}),
+                None => json!({}),
+            };
+            let object = pod(
+                meta,
+                json!({"serviceAccountName": "app", "containers": [{"name": "a"}]}),
+            );
+            let (object, _) = mutated(run(&Settings::default(), object, &Accounts::with(sa)));
+            object["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]
+                ["expirationSeconds"]
+                .clone()
+        };
+        assert_eq!(expiry(None, None), json!(86400));
+        assert_eq!(expiry(None, Some("3600")), json!(3600));
+        assert_eq!(expiry(Some("7200"), Some("3600")), json!(7200));
+        assert_eq!(expiry(Some("100"), None), json!(600));
+        assert_eq!(expiry(Some("1h"), Some("3600")), json!(3600));
+    }
+
+    #[test]
+    fn no_lookup_when_every_provider_is_off_or_skipped() {
+        let accounts = Accounts::with(json!({"eks.amazonaws.com/role-arn": ROLE}));
+        let skipping = pod(
+            json!({"labels": {
+                "eks.amazonaws.com/skip-pod-identity-webhook": "false",
+                "workload-identity.stackit.cloud/skip-pod-identity-webhook": "true"
+            }}),
+            json!({"containers": [{"name": "a"}]}),
+        );
+        assert_eq!(
+            run(&Settings::default(), skipping, &accounts),
+            Decision::accept()
+        );
+        let off = Settings::from_json(br#"{"aws":{"enabled":false},"stackit":{"enabled":false}}"#)
+            .unwrap();
+        assert_eq!(run(&off, simple_pod(), &accounts), Decision::accept());
+        assert!(accounts.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn other_kinds_and_operations_are_accepted_without_lookup() {
+        let accounts = Accounts::with(json!({"eks.amazonaws.com/role-arn": ROLE}));
+        for (group, kind, operation) in [
+            ("", "ConfigMap", "CREATE"),
+            ("apps", "Pod", "CREATE"),
+            ("", "Pod", "UPDATE"),
+            ("", "Pod", "DELETE"),
+        ] {
+            let input = Input {
+                uid: String::new(),
+                group: group.into(),
+                kind: kind.into(),
+                operation: operation.into(),
+                namespace: "team-a".into(),
+                object: if operation == "DELETE" {
+                    Value::Null
+                } else {
+                    simple_pod()
+                },
+            };
+            assert_eq!(
+                decide(&Settings::default(), &input, &accounts),
+                Decision::accept()
+            );
+        }
+        assert!(accounts.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn default_service_account_when_name_is_empty() {
+        let accounts = Accounts::with(json!({}));
+        let object = pod(
+            json!({}),
+            json!({"serviceAccountName": "", "containers": []}),
+        );
+        assert_eq!(
+            run(&Settings::default(), object, &accounts),
+            Decision::accept()
+        );
+        assert_eq!(accounts.calls.borrow()[0].name, "default");
+    }
+
+    #[test]
+    fn lookup_failure_modes() {
+        let admit = run(&Settings::default(), simple_pod(), &Accounts::missing());
+        let Decision::Accept { warnings } = admit else {
+            panic!("{admit:?}")
+        };
+        assert_eq!(
+            warnings,
+            ["pod team-a/web-*: ServiceAccount team-a/app could not be read (serviceaccounts \"app\" not found); admitted without workload identity (lookupFailure: admit)"]
+        );
+        let reject = Settings::from_json(br#"{"lookupFailure":"reject"}"#).unwrap();
+        let Decision::Reject { message, code, .. } =
+            run(&reject, simple_pod(), &Accounts::missing())
+        else {
+            panic!()
+        };
+        assert_eq!(code, 503);
+        assert!(
+            message.contains("ServiceAccount team-a/app could not be read"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn stackit_denials_are_collected_in_one_message() {
+        let accounts = Accounts::with(json!({
+            "workload-identity.stackit.cloud/service-account-email": "nope",
+            "workload-identity.stackit.cloud/service-account-token-expiration-seconds": "ten"
+        }));
+        let Decision::Reject { message, code, .. } =
+            run(&Settings::default(), simple_pod(), &accounts)
+        else {
+            panic!()
+        };
+        assert_eq!(code, 403);
+        assert_eq!(
+            message,
+            "pod team-a/web-*: ServiceAccount team-a/app: annotation \"workload-identity.stackit.cloud/service-account-email\" is \"nope\", expected an email address such as \"my-sa@sa.stackit.cloud\"; ServiceAccount team-a/app: annotation \"workload-identity.stackit.cloud/service-account-token-expiration-seconds\" is \"ten\", expected an integer number of seconds"
+        );
+    }
+
+    #[test]
+    fn stackit_optional_annotations_and_clamp() {
+        let accounts = Accounts::with(json!({
+            "workload-identity.stackit.cloud/service-account-email": "sa@sa.stackit.cloud",
+            "workload-identity.stackit.cloud/service-account-token-expiration-seconds": "60",
+            "workload-identity.stackit.cloud/federated-token-file": "/var/run/secrets/custom/tok",
+            "workload-identity.stackit.cloud/idp-token-endpoint": "https://idp.example/token",
+            "workload-identity.stackit.cloud/idp-token-expiration-seconds": "900"
+        }));
+        let object = pod(
+            json!({}),
+            json!({"serviceAccountName": "app", "initContainers": [{"name": "i"}], "containers": [{"name": "a"}]}),
+        );
+        let (object, warnings) = mutated(run(&Settings::default(), object, &accounts));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("using 600"), "{warnings:?}");
+        for c in [
+            &object["spec"]["initContainers"][0],
+            &object["spec"]["containers"][0],
+        ] {
+            assert_eq!(c["volumeMounts"][0]["mountPath"], "/var/run/secrets/custom");
+            let names: Vec<String> = env_of(c).into_iter().map(|(n, _)| n).collect();
+            assert_eq!(
+                names,
+                [
+                    "STACKIT_SERVICE_ACCOUNT_EMAIL",
+                    "STACKIT_FEDERATED_TOKEN_FILE",
+                    "STACKIT_IDP_TOKEN_ENDPOINT",
+                    "STACKIT_IDP_TOKEN_EXPIRATION_SECONDS"
+                ]
+            );
+        }
+        assert_eq!(
+            object["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"],
+            json!({"audience": "sts.accounts.stackit.cloud", "expirationSeconds": 600, "path": "tok"})
+        );
+    }
+
+    #[test]
+    fn malformed_pod_is_denied_without_lookup() {
+        let accounts = Accounts::with(json!({}));
+        let object = pod(json!({}), json!({"containers": "app"}));
+        let Decision::Reject { message, code, .. } = run(&Settings::default(), object, &accounts)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (code, message.as_str()),
+            (400, "pod team-a/web-*: spec.containers is not a list")
+        );
+        assert!(accounts.calls.borrow().is_empty());
+    }
+}

@@ -1,0 +1,391 @@
+//! The only code that writes into the pod: adds volumes, mounts and env vars.
+//!
+//! Rules: edit the raw JSON in place, never replace or re-serialise an array,
+//! never drop a key, append in a stable order, and leave whatever the user set
+//! under the same name alone. After any call there are no duplicate env
+//! names, volume names or mount paths that we introduced.
+
+use serde_json::{json, Map, Value};
+
+/// What one provider adds to a pod: a token volume mounted in each
+/// container, plus env vars.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    /// Human name for warnings, e.g. "AWS IRSA".
+    pub provider: &'static str,
+    /// The whole volume object, `name` included.
+    pub volume: Value,
+    pub volume_name: String,
+    pub mount_path: String,
+    /// Each group is added whole or not at all: when a container already
+    /// sets any name of a group, none of it is added (AWS's pair rule).
+    pub env_groups: Vec<Vec<(String, String)>>,
+    /// Container and init container names that get nothing.
+    pub skip_containers: Vec<String>,
+}
+
+/// A field of the pod has a JSON type Kubernetes does not allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedPod {
+    pub path: String,
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for MalformedPod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not {}", self.path, self.expected)
+    }
+}
+
+/// Applies the injections to the pod object. Returns whether anything
+/// changed; warnings (prefixed with `pod_ref`) explain what was skipped.
+pub fn apply(
+    pod: &mut Value,
+    injections: &[Injection],
+    pod_ref: &str,
+    warnings: &mut Vec<String>,
+) -> Result<bool, MalformedPod> {
+    let spec = pod
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| malformed("spec", "an object"))?;
+    let mut changed = false;
+    for injection in injections {
+        let mut mounted = false;
+        for list in ["containers", "initContainers"] {
+            let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
+                continue;
+            };
+            for (index, container) in containers.iter_mut().enumerate() {
+                let path = format!("spec.{list}[{index}]");
+                let container = container
+                    .as_object_mut()
+                    .ok_or_else(|| malformed(&path, "an object"))?;
+                let outcome = inject_container(container, injection, &path)?;
+                match outcome {
+                    Outcome::Skipped => {}
+                    Outcome::Conflict { name, volume } => warnings.push(format!(
+                        "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {:?}; {} identity not injected into it",
+                        injection.mount_path, injection.provider
+                    )),
+                    Outcome::Mounted { changed: c } => {
+                        mounted = true;
+                        changed |= c;
+                    }
+                }
+            }
+        }
+        if mounted {
+            let volumes = ensure_list(spec, "volumes", "spec.volumes")?;
+            if !volumes
+                .iter()
+                .any(|v| name_of(v) == Some(injection.volume_name.as_str()))
+            {
+                volumes.push(injection.volume.clone());
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Checks, before any lookup, that every list the policy may write into has
+/// the JSON type Kubernetes requires, so a malformed pod is denied (400)
+/// without a host call and never half-edited.
+pub fn check_shape(pod: &Value) -> Result<(), MalformedPod> {
+    let spec = pod
+        .get("spec")
+        .and_then(Value::as_object)
+        .ok_or_else(|| malformed("spec", "an object"))?;
+    let list = |value: Option<&Value>, path: &str| -> Result<(), MalformedPod> {
+        match value {
+            None | Some(Value::Null) | Some(Value::Array(_)) => Ok(()),
+            Some(_) => Err(malformed(path, "a list")),
+        }
+    };
+    list(spec.get("volumes"), "spec.volumes")?;
+    for key in ["containers", "initContainers"] {
+        list(spec.get(key), &format!("spec.{key}"))?;
+        let containers = spec.get(key).and_then(Value::as_array);
+        for (index, container) in containers.into_iter().flatten().enumerate() {
+            let path = format!("spec.{key}[{index}]");
+            let container = container
+                .as_object()
+                .ok_or_else(|| malformed(&path, "an object"))?;
+            list(container.get("env"), &format!("{path}.env"))?;
+            list(
+                container.get("volumeMounts"),
+                &format!("{path}.volumeMounts"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Skipped,
+    Conflict { name: String, volume: String },
+    Mounted { changed: bool },
+}
+
+fn inject_container(
+    container: &mut Map<String, Value>,
+    injection: &Injection,
+    path: &str,
+) -> Result<Outcome, MalformedPod> {
+    let name = container
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if injection.skip_containers.contains(&name) {
+        return Ok(Outcome::Skipped);
+    }
+    let target = trim_path(&injection.mount_path);
+    let mut has_mount = false;
+    if let Some(mounts) = existing_list(container, "volumeMounts", &format!("{path}.volumeMounts"))?
+    {
+        for mount in mounts.iter() {
+            let mount_name = name_of(mount).unwrap_or("");
+            if mount_name == injection.volume_name {
+                has_mount = true;
+            } else if mount
+                .get("mountPath")
+                .and_then(Value::as_str)
+                .map(trim_path)
+                == Some(target)
+            {
+                return Ok(Outcome::Conflict {
+                    name,
+                    volume: mount_name.to_string(),
+                });
+            }
+        }
+    }
+    // Validate env before writing anything, so a malformed container is left untouched.
+    existing_list(container, "env", &format!("{path}.env"))?;
+    let mut changed = false;
+    if !has_mount {
+        let mounts = ensure_list(container, "volumeMounts", &format!("{path}.volumeMounts"))?;
+        mounts.push(json!({
+            "name": injection.volume_name,
+            "mountPath": injection.mount_path,
+            "readOnly": true,
+        }));
+        changed = true;
+    }
+    let groups_to_add: Vec<&Vec<(String, String)>> = {
+        let env = existing_list(container, "env", &format!("{path}.env"))?;
+        let present = |wanted: &str| {
+            env.as_ref()
+                .is_some_and(|env| env.iter().any(|e| name_of(e) == Some(wanted)))
+        };
+        injection
+            .env_groups
+            .iter()
+            .filter(|group| !group.iter().any(|(n, _)| present(n)))
+            .collect()
+    };
+    if !groups_to_add.is_empty() {
+        let env = ensure_list(container, "env", &format!("{path}.env"))?;
+        for (n, v) in groups_to_add.into_iter().flatten() {
+            env.push(json!({ "name": n, "value": v }));
+        }
+        changed = true;
+    }
+    Ok(Outcome::Mounted { changed })
+}
+
+fn trim_path(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
+fn name_of(item: &Value) -> Option<&str> {
+    item.get("name").and_then(Value::as_str)
+}
+
+fn malformed(path: &str, expected: &'static str) -> MalformedPod {
+    MalformedPod {
+        path: path.to_string(),
+        expected,
+    }
+}
+
+/// The list under `key`, if present; `null` counts as absent.
+fn existing_list<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a mut Vec<Value>>, MalformedPod> {
+    match obj.get_mut(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(list)) => Ok(Some(list)),
+        Some(_) => Err(malformed(path, "a list")),
+    }
+}
+
+/// The list under `key`, created empty when absent or `null`.
+fn ensure_list<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Vec<Value>, MalformedPod> {
+    let slot = obj.entry(key.to_string()).or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = Value::Array(Vec::new());
+    }
+    slot.as_array_mut().ok_or_else(|| malformed(path, "a list"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn injection() -> Injection {
+        Injection {
+            provider: "Test",
+            volume: json!({"name": "tok", "projected": {"sources": []}}),
+            volume_name: "tok".to_string(),
+            mount_path: "/var/run/tok".to_string(),
+            env_groups: vec![
+                vec![("A".into(), "1".into()), ("B".into(), "2".into())],
+                vec![("C".into(), "3".into())],
+            ],
+            skip_containers: vec!["skipme".to_string()],
+        }
+    }
+
+    fn run(mut pod: Value) -> (Value, bool, Vec<String>) {
+        let mut warnings = Vec::new();
+        let changed = apply(&mut pod, &[injection()], "ns/p", &mut warnings).unwrap();
+        (pod, changed, warnings)
+    }
+
+    #[test]
+    fn adds_volume_mount_and_env_creating_missing_lists() {
+        let (pod, changed, warnings) = run(json!({"spec": {"containers": [{"name": "app"}]}}));
+        assert!(changed);
+        assert!(warnings.is_empty());
+        assert_eq!(
+            pod,
+            json!({"spec": {
+                "containers": [{
+                    "name": "app",
+                    "volumeMounts": [{"name": "tok", "mountPath": "/var/run/tok", "readOnly": true}],
+                    "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": "3"}]
+                }],
+                "volumes": [{"name": "tok", "projected": {"sources": []}}]
+            }})
+        );
+    }
+
+    #[test]
+    fn second_application_changes_nothing() {
+        let (once, _, _) = run(
+            json!({"spec": {"containers": [{"name": "app"}], "initContainers": [{"name": "init"}]}}),
+        );
+        let (twice, changed, _) = run(once.clone());
+        assert!(!changed);
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn a_group_is_skipped_whole_when_one_name_exists_and_user_values_are_kept() {
+        let (pod, _, _) = run(json!({"spec": {"containers": [
+            {"name": "app", "env": [{"name": "B", "value": "mine"}]}
+        ]}}));
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"],
+            json!([{"name": "B", "value": "mine"}, {"name": "C", "value": "3"}])
+        );
+    }
+
+    #[test]
+    fn existing_mount_of_same_name_is_kept_even_elsewhere() {
+        let (pod, _, _) = run(json!({"spec": {"containers": [
+            {"name": "app", "volumeMounts": [{"name": "tok", "mountPath": "/elsewhere"}]}
+        ], "volumes": [{"name": "tok", "emptyDir": {}}]}}));
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "tok", "mountPath": "/elsewhere"}])
+        );
+        assert_eq!(
+            pod["spec"]["volumes"],
+            json!([{"name": "tok", "emptyDir": {}}])
+        );
+    }
+
+    #[test]
+    fn other_volume_at_target_path_skips_container_with_warning() {
+        let (pod, changed, warnings) = run(json!({"spec": {"containers": [
+            {"name": "app", "volumeMounts": [{"name": "data", "mountPath": "/var/run/tok/"}]}
+        ]}}));
+        assert!(!changed);
+        assert_eq!(pod["spec"].get("volumes"), None);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("\"app\"") && warnings[0].contains("\"data\""),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn skipped_containers_get_nothing_and_unknown_fields_survive() {
+        let (pod, _, _) = run(json!({"spec": {
+            "futureField": {"x": 1},
+            "containers": [{"name": "skipme"}],
+            "initContainers": [{"name": "sidecar", "restartPolicy": "Always", "newKey": [1]}]
+        }}));
+        assert_eq!(pod["spec"]["containers"][0], json!({"name": "skipme"}));
+        assert_eq!(pod["spec"]["futureField"], json!({"x": 1}));
+        assert_eq!(pod["spec"]["initContainers"][0]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["initContainers"][0]["newKey"], json!([1]));
+        assert_eq!(pod["spec"]["initContainers"][0]["env"][0]["name"], "A");
+    }
+
+    #[test]
+    fn null_lists_count_as_absent() {
+        let (pod, changed, _) = run(
+            json!({"spec": {"containers": [{"name": "a", "env": null, "volumeMounts": null}], "volumes": null}}),
+        );
+        assert!(changed);
+        assert_eq!(pod["spec"]["volumes"][0]["name"], "tok");
+    }
+
+    #[test]
+    fn wrongly_typed_fields_are_reported_by_path() {
+        let cases = [
+            (json!({"spec": "x"}), "spec is not an object"),
+            (
+                json!({"spec": {"containers": {}}}),
+                "spec.containers is not a list",
+            ),
+            (
+                json!({"spec": {"containers": [1]}}),
+                "spec.containers[0] is not an object",
+            ),
+            (
+                json!({"spec": {"containers": [{"env": "x"}]}}),
+                "spec.containers[0].env is not a list",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "a"}], "volumes": 3}}),
+                "spec.volumes is not a list",
+            ),
+        ];
+        for (mut pod, expected) in cases {
+            assert_eq!(check_shape(&pod).unwrap_err().to_string(), expected);
+            let err = apply(&mut pod, &[injection()], "ns/p", &mut Vec::new()).unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
+        assert_eq!(
+            check_shape(&json!({"spec": {"containers": [{"env": null}], "volumes": []}})),
+            Ok(())
+        );
+    }
+}

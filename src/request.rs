@@ -1,0 +1,76 @@
+//! Decodes the parts of the waPC `validate` payload the policy uses.
+//!
+//! The object stays a raw `serde_json::Value`: it is never typed, so fields
+//! unknown to any Kubernetes schema survive. Errors name the field, never
+//! echo the payload (it may hold env values).
+
+use serde_json::Value;
+
+/// `{"request": AdmissionRequest, "settings": ...}`, reduced to what we read.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub uid: String,
+    pub group: String,
+    pub kind: String,
+    pub operation: String,
+    pub namespace: String,
+    pub object: Value,
+}
+
+impl Input {
+    /// Splits a validate payload into the request and the raw settings.
+    pub fn from_payload(payload: &[u8]) -> Result<(Input, Value), String> {
+        let mut doc: Value = serde_json::from_slice(payload)
+            .map_err(|e| format!("validation payload is not JSON: {}", e.classify_name()))?;
+        let settings = doc
+            .get_mut("settings")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        let mut request = match doc.get_mut("request").map(Value::take) {
+            Some(request @ Value::Object(_)) => request,
+            _ => return Err("validation payload has no \"request\" object".to_string()),
+        };
+        let text =
+            |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = request.get("kind").cloned().unwrap_or(Value::Null);
+        let input = Input {
+            uid: text(&request, "uid"),
+            group: text(&kind, "group"),
+            kind: text(&kind, "kind"),
+            operation: text(&request, "operation"),
+            namespace: text(&request, "namespace"),
+            object: request
+                .get_mut("object")
+                .map(Value::take)
+                .unwrap_or(Value::Null),
+        };
+        Ok((input, settings))
+    }
+
+    /// A request built in tests or by the native host.
+    pub fn pod_create(namespace: &str, object: Value) -> Input {
+        Input {
+            uid: String::new(),
+            group: String::new(),
+            kind: "Pod".to_string(),
+            operation: "CREATE".to_string(),
+            namespace: namespace.to_string(),
+            object,
+        }
+    }
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "unexpected data",
+            serde_json::error::Category::Eof => "truncated input",
+        }
+    }
+}
