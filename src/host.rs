@@ -41,6 +41,20 @@ impl Lookup for HostLookup {
             disable_cache: false,
             field_masks: None,
         };
-        get_resource::<Value>(&request).map_err(|e| e.to_string())
+        get_resource::<Value>(&request).map_err(host_message)
+    }
+}
+
+/// The host's own words ("serviceaccounts \"app\" not found"), without the
+/// SDK's and waPC's wrappers, which say nothing to the pod's author.
+fn host_message(error: kubewarden_policy_sdk::error::Error) -> String {
+    match error {
+        kubewarden_policy_sdk::error::Error::HostCall { source, .. } => {
+            let text = source.to_string();
+            text.strip_prefix("Host error: ")
+                .map(str::to_string)
+                .unwrap_or(text)
+        }
+        other => other.to_string(),
     }
 }

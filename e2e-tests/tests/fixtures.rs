@@ -1,0 +1,261 @@
+//! Runs the real policy module on every case under `fixtures/<name>/`: `request.json`
+//! (AdmissionReview), optional `settings.json` (default `{}`) and `session.yml`, and the golden
+//! `expected.json`, either
+//! `{"allowed", "warnings", "status" (rejections only), "object" (mutated object or null), "lookups"}`
+//! or `{"settingsValid": false, "settingsMessage"}`.
+//!
+//! Per case it also checks idempotency (the mutated object fed back yields no patch) and runs the
+//! policy core natively (differential: same ValidationResponse, same lookups as the wasm).
+//! `BLESS=1` rewrites `expected.json` from the wasm's results instead of comparing; `FIXTURES=dir`
+//! runs the cases of another folder.
+
+mod common;
+
+use std::cell::Cell;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use e2e_tests::{
+    admission_request, GetResource, HostCapabilities, HostRequest, Policy, Replay, Session,
+    SettingsValidation, Status,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+use workload_identity_policy::host::{Lookup, ServiceAccountRef};
+
+/// The golden expectation of a case whose settings are valid.
+#[derive(Serialize)]
+struct Decision {
+    allowed: bool,
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    object: Value,
+    lookups: usize,
+}
+
+/// The golden expectation of a case whose settings are refused.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RefusedSettings {
+    settings_valid: bool,
+    settings_message: Option<String>,
+}
+
+/// What a case yields; serialised in field order for `expected.json`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Decision(Decision),
+    RefusedSettings(RefusedSettings),
+}
+
+struct Case {
+    request: Value,
+    settings: Value,
+    session: Session,
+}
+
+impl Case {
+    fn load(dir: &Path) -> Result<Self> {
+        let json = |file: &str| -> Result<Option<Value>> {
+            let path = dir.join(file);
+            if !path.exists() {
+                return Ok(None);
+            }
+            let text = std::fs::read_to_string(&path)?;
+            let value =
+                serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
+            Ok(Some(value))
+        };
+        let request = json("request.json")?.context("no request.json")?;
+        let session_path = dir.join("session.yml");
+        Ok(Self {
+            request: admission_request(request)?,
+            settings: json("settings.json")?.unwrap_or_else(|| json!({})),
+            session: if session_path.exists() {
+                Session::from_file(&session_path)?
+            } else {
+                Session::default()
+            },
+        })
+    }
+}
+
+/// The native stand-in for the host: answers from the same session as the wasm run.
+struct NativeLookup {
+    replay: Replay,
+    calls: Cell<usize>,
+}
+
+impl Lookup for NativeLookup {
+    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+        self.calls.set(self.calls.get() + 1);
+        let request = HostRequest::KubernetesGetResource(GetResource {
+            api_version: "v1".into(),
+            kind: "ServiceAccount".into(),
+            name: sa.name.clone(),
+            namespace: Some(sa.namespace.clone()),
+            disable_cache: false,
+            field_masks: None,
+        });
+        let payload = self.replay.answer(&request)?;
+        serde_json::from_slice(&payload).map_err(|e| format!("recorded payload is not JSON: {e}"))
+    }
+}
+
+/// Readable differences between two JSON documents, one entry per JSON pointer.
+fn json_diff((left, a): (&str, &Value), (right, b): (&str, &Value)) -> String {
+    let at = |doc: &Value, path: &str| {
+        doc.pointer(path)
+            .map_or("(absent)".into(), Value::to_string)
+    };
+    json_patch::diff(a, b)
+        .iter()
+        .map(|op| {
+            let path = op.path().to_string();
+            format!(
+                "    at {path:?}:\n      {left:<8} {}\n      {right:<8} {}",
+                at(a, &path),
+                at(b, &path)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs one case; returns its problems (empty when it passes).
+fn run_case(policy: &Policy, dir: &Path, bless: bool) -> Result<Vec<String>> {
+    let case = Case::load(dir)?;
+    let mut problems = Vec::new();
+
+    let settings_bytes = serde_json::to_vec(&case.settings)?;
+    let verdict = policy.validate_settings(&case.settings)?;
+    let native: SettingsValidation = serde_json::from_value(
+        workload_identity_policy::validate_settings_payload(&settings_bytes),
+    )?;
+    if native != verdict {
+        problems.push(format!(
+            "differential validate_settings: wasm {verdict:?}, native {native:?}"
+        ));
+    }
+
+    let outcome = if verdict.valid {
+        let capabilities = HostCapabilities::replay(case.session.clone());
+        let evaluation = policy.validate(&case.request, &case.settings, &capabilities)?;
+
+        let lookup = NativeLookup {
+            replay: case.session.replay(),
+            calls: Cell::new(0),
+        };
+        let payload =
+            serde_json::to_vec(&json!({"request": case.request, "settings": case.settings}))?;
+        let native = workload_identity_policy::validate_payload(&payload, &lookup);
+        if native != evaluation.validation {
+            problems.push(format!(
+                "differential validate (native vs wasm ValidationResponse):\n{}",
+                json_diff(("wasm", &evaluation.validation), ("native", &native))
+            ));
+        }
+        if lookup.calls.get() != evaluation.host_calls {
+            problems.push(format!(
+                "differential lookups: wasm {}, native {}",
+                evaluation.host_calls,
+                lookup.calls.get()
+            ));
+        }
+
+        let response = &evaluation.response;
+        let object = case.request.get("object").unwrap_or(&Value::Null);
+        let mutated = response.patched(object)?;
+        if let Some(mutated) = &mutated {
+            let mut again = case.request.clone();
+            again["object"] = mutated.clone();
+            let second = policy.validate(&again, &case.settings, &capabilities)?;
+            if !second.response.allowed || second.response.patch.is_some() {
+                problems.push(format!(
+                    "idempotency: the mutated object fed back gave {}",
+                    serde_json::to_string(&second.validation)?
+                ));
+            }
+        }
+        Outcome::Decision(Decision {
+            allowed: response.allowed,
+            warnings: response.warnings.clone().unwrap_or_default(),
+            status: response.status.clone(),
+            object: mutated.unwrap_or(Value::Null),
+            lookups: evaluation.host_calls,
+        })
+    } else {
+        Outcome::RefusedSettings(RefusedSettings {
+            settings_valid: false,
+            settings_message: verdict.message,
+        })
+    };
+
+    let expected_path = dir.join("expected.json");
+    if bless {
+        std::fs::write(
+            &expected_path,
+            serde_json::to_string_pretty(&outcome)? + "\n",
+        )?;
+    } else if !expected_path.exists() {
+        problems.push("no expected.json (BLESS=1 writes it from the actual result)".into());
+    } else {
+        let actual = serde_json::to_value(&outcome)?;
+        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expected_path)?)
+            .context("expected.json is not JSON")?;
+        if expected != actual {
+            problems.push(format!(
+                "expected.json differs:\n{}",
+                json_diff(("expected", &expected), ("actual", &actual))
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+#[test]
+fn fixtures() {
+    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let root = common::fixtures();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()))
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        !dirs.is_empty(),
+        "no fixture cases under {}",
+        root.display()
+    );
+
+    let policy = Policy::from_file(common::wasm()).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        match run_case(&policy, dir, bless) {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => failures.push(format!("{name}:\n  {}", problems.join("\n  "))),
+            Err(error) => failures.push(format!("{name}:\n  cannot run: {error:#}")),
+        }
+    }
+    eprintln!(
+        "{} fixture cases run{}, {} failing",
+        dirs.len(),
+        if bless {
+            " (BLESS: expected.json rewritten)"
+        } else {
+            ""
+        },
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixture cases failed:\n\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n\n")
+    );
+}
