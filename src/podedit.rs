@@ -7,21 +7,55 @@
 
 use serde_json::{json, Map, Value};
 
-/// What one provider adds to a pod: a token volume mounted in each
-/// container, plus env vars.
+/// What one provider adds to a pod: volumes, their mounts in each
+/// container, env vars, and managed pod metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Injection {
     /// Human name for warnings, e.g. "AWS IRSA".
-    pub provider: &'static str,
-    /// The whole volume object, `name` included.
-    pub volume: Value,
-    pub volume_name: String,
-    pub mount_path: String,
+    pub provider: String,
+    /// Whole volume objects, `name` included. Added when at least one
+    /// container receives the provider, unless a volume of that name exists.
+    pub volumes: Vec<Value>,
+    /// Read-only mounts added to every container not skipped.
+    pub mounts: Vec<Mount>,
+    /// Env var objects (`{"name", "value"}` or `{"name", "valueFrom"}`).
     /// Each group is added whole or not at all: when a container already
     /// sets any name of a group, none of it is added (AWS's pair rule).
-    pub env_groups: Vec<Vec<(String, String)>>,
+    pub env_groups: Vec<Vec<Value>>,
     /// Container and init container names that get nothing.
     pub skip_containers: Vec<String>,
+    /// Pod annotations this provider owns: always set to this value, so a
+    /// user-supplied one is replaced (GCP's credential configuration).
+    pub managed_annotations: Vec<(String, String)>,
+    /// Pod labels added when absent (EKS Pod Identity's marker).
+    pub labels: Vec<(String, String)>,
+}
+
+/// A read-only mount of one of the injection's volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub volume: String,
+    pub path: String,
+}
+
+impl Injection {
+    /// An injection with nothing in it yet.
+    pub fn new(provider: impl Into<String>) -> Injection {
+        Injection {
+            provider: provider.into(),
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            env_groups: Vec::new(),
+            skip_containers: Vec::new(),
+            managed_annotations: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+/// `{"name": name, "value": value}`.
+pub fn env_value(name: &str, value: &str) -> Value {
+    json!({ "name": name, "value": value })
 }
 
 /// A field of the pod has a JSON type Kubernetes does not allow.
@@ -45,13 +79,13 @@ pub fn apply(
     pod_ref: &str,
     warnings: &mut Vec<String>,
 ) -> Result<bool, MalformedPod> {
-    let spec = pod
-        .get_mut("spec")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| malformed("spec", "an object"))?;
     let mut changed = false;
     for injection in injections {
-        let mut mounted = false;
+        let spec = pod
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| malformed("spec", "an object"))?;
+        let mut received = false;
         for list in ["containers", "initContainers"] {
             let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
                 continue;
@@ -61,30 +95,60 @@ pub fn apply(
                 let container = container
                     .as_object_mut()
                     .ok_or_else(|| malformed(&path, "an object"))?;
-                let outcome = inject_container(container, injection, &path)?;
-                match outcome {
+                match inject_container(container, injection, &path)? {
                     Outcome::Skipped => {}
-                    Outcome::Conflict { name, volume } => warnings.push(format!(
-                        "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {:?}; {} identity not injected into it",
-                        injection.mount_path, injection.provider
+                    Outcome::Conflict { name, volume, at } => warnings.push(format!(
+                        "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {at:?}; {} identity not injected into it",
+                        injection.provider
                     )),
-                    Outcome::Mounted { changed: c } => {
-                        mounted = true;
+                    Outcome::Injected { changed: c } => {
+                        received = true;
                         changed |= c;
                     }
                 }
             }
         }
-        if mounted {
-            let volumes = ensure_list(spec, "volumes", "spec.volumes")?;
-            if !volumes
-                .iter()
-                .any(|v| name_of(v) == Some(injection.volume_name.as_str()))
-            {
-                volumes.push(injection.volume.clone());
+        if !received {
+            continue;
+        }
+        let volumes = ensure_list(spec, "volumes", "spec.volumes")?;
+        for volume in &injection.volumes {
+            let name = name_of(volume);
+            if !volumes.iter().any(|v| name_of(v) == name) {
+                volumes.push(volume.clone());
                 changed = true;
             }
         }
+        changed |= set_metadata(pod, "annotations", &injection.managed_annotations, true)?;
+        changed |= set_metadata(pod, "labels", &injection.labels, false)?;
+    }
+    Ok(changed)
+}
+
+/// Sets `metadata.<field>[key] = value` for each pair; `replace` decides
+/// whether an existing different value is overwritten.
+fn set_metadata(
+    pod: &mut Value,
+    field: &str,
+    pairs: &[(String, String)],
+    replace: bool,
+) -> Result<bool, MalformedPod> {
+    if pairs.is_empty() {
+        return Ok(false);
+    }
+    let pod = pod
+        .as_object_mut()
+        .ok_or_else(|| malformed("object", "an object"))?;
+    let metadata = ensure_object(pod, "metadata", "metadata")?;
+    let map = ensure_object(metadata, field, &format!("metadata.{field}"))?;
+    let mut changed = false;
+    for (key, value) in pairs {
+        let current = map.get(key).and_then(Value::as_str);
+        if current == Some(value.as_str()) || (current.is_some() && !replace) {
+            continue;
+        }
+        map.insert(key.clone(), Value::String(value.clone()));
+        changed = true;
     }
     Ok(changed)
 }
@@ -93,6 +157,17 @@ pub fn apply(
 /// the JSON type Kubernetes requires, so a malformed pod is denied (400)
 /// without a host call and never half-edited.
 pub fn check_shape(pod: &Value) -> Result<(), MalformedPod> {
+    if let Some(metadata) = pod.get("metadata").filter(|m| !m.is_null()) {
+        let metadata = metadata
+            .as_object()
+            .ok_or_else(|| malformed("metadata", "an object"))?;
+        for field in ["annotations", "labels"] {
+            match metadata.get(field) {
+                None | Some(Value::Null) | Some(Value::Object(_)) => {}
+                Some(_) => return Err(malformed(&format!("metadata.{field}"), "an object")),
+            }
+        }
+    }
     let spec = pod
         .get("spec")
         .and_then(Value::as_object)
@@ -124,8 +199,14 @@ pub fn check_shape(pod: &Value) -> Result<(), MalformedPod> {
 
 enum Outcome {
     Skipped,
-    Conflict { name: String, volume: String },
-    Mounted { changed: bool },
+    Conflict {
+        name: String,
+        volume: String,
+        at: String,
+    },
+    Injected {
+        changed: bool,
+    },
 }
 
 fn inject_container(
@@ -141,59 +222,68 @@ fn inject_container(
     if injection.skip_containers.contains(&name) {
         return Ok(Outcome::Skipped);
     }
-    let target = trim_path(&injection.mount_path);
-    let mut has_mount = false;
-    if let Some(mounts) = existing_list(container, "volumeMounts", &format!("{path}.volumeMounts"))?
+    let mounts_path = format!("{path}.volumeMounts");
+    let env_path = format!("{path}.env");
+    let mut missing_mounts = Vec::new();
     {
-        for mount in mounts.iter() {
-            let mount_name = name_of(mount).unwrap_or("");
-            if mount_name == injection.volume_name {
-                has_mount = true;
-            } else if mount
-                .get("mountPath")
-                .and_then(Value::as_str)
-                .map(trim_path)
-                == Some(target)
-            {
-                return Ok(Outcome::Conflict {
-                    name,
-                    volume: mount_name.to_string(),
-                });
+        let existing = existing_list(container, "volumeMounts", &mounts_path)?;
+        let existing: &[Value] = existing.as_deref().map(Vec::as_slice).unwrap_or(&[]);
+        for wanted in &injection.mounts {
+            let target = trim_path(&wanted.path);
+            let mut present = false;
+            for mount in existing {
+                let mount_name = name_of(mount).unwrap_or("");
+                if mount_name == wanted.volume {
+                    present = true;
+                } else if mount
+                    .get("mountPath")
+                    .and_then(Value::as_str)
+                    .map(trim_path)
+                    == Some(target)
+                {
+                    return Ok(Outcome::Conflict {
+                        name,
+                        volume: mount_name.to_string(),
+                        at: wanted.path.clone(),
+                    });
+                }
+            }
+            if !present {
+                missing_mounts.push(wanted);
             }
         }
     }
     // Validate env before writing anything, so a malformed container is left untouched.
-    existing_list(container, "env", &format!("{path}.env"))?;
-    let mut changed = false;
-    if !has_mount {
-        let mounts = ensure_list(container, "volumeMounts", &format!("{path}.volumeMounts"))?;
-        mounts.push(json!({
-            "name": injection.volume_name,
-            "mountPath": injection.mount_path,
-            "readOnly": true,
-        }));
-        changed = true;
-    }
-    let groups_to_add: Vec<&Vec<(String, String)>> = {
-        let env = existing_list(container, "env", &format!("{path}.env"))?;
-        let present = |wanted: &str| {
+    let groups_to_add: Vec<&Vec<Value>> = {
+        let env = existing_list(container, "env", &env_path)?;
+        let present = |wanted: Option<&str>| {
             env.as_ref()
-                .is_some_and(|env| env.iter().any(|e| name_of(e) == Some(wanted)))
+                .is_some_and(|env| env.iter().any(|e| name_of(e) == wanted))
         };
         injection
             .env_groups
             .iter()
-            .filter(|group| !group.iter().any(|(n, _)| present(n)))
+            .filter(|group| !group.iter().any(|e| present(name_of(e))))
             .collect()
     };
-    if !groups_to_add.is_empty() {
-        let env = ensure_list(container, "env", &format!("{path}.env"))?;
-        for (n, v) in groups_to_add.into_iter().flatten() {
-            env.push(json!({ "name": n, "value": v }));
+    let mut changed = false;
+    if !missing_mounts.is_empty() {
+        let mounts = ensure_list(container, "volumeMounts", &mounts_path)?;
+        for wanted in missing_mounts {
+            mounts.push(json!({
+                "name": wanted.volume,
+                "mountPath": wanted.path,
+                "readOnly": true,
+            }));
         }
         changed = true;
     }
-    Ok(Outcome::Mounted { changed })
+    if !groups_to_add.is_empty() {
+        let env = ensure_list(container, "env", &env_path)?;
+        env.extend(groups_to_add.into_iter().flatten().cloned());
+        changed = true;
+    }
+    Ok(Outcome::Injected { changed })
 }
 
 fn trim_path(path: &str) -> &str {
@@ -229,6 +319,20 @@ fn existing_list<'a>(
     }
 }
 
+/// The object under `key`, created empty when absent or `null`.
+fn ensure_object<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Map<String, Value>, MalformedPod> {
+    let slot = obj.entry(key.to_string()).or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut()
+        .ok_or_else(|| malformed(path, "an object"))
+}
+
 /// The list under `key`, created empty when absent or `null`.
 fn ensure_list<'a>(
     obj: &'a mut Map<String, Value>,
@@ -248,15 +352,17 @@ mod tests {
 
     fn injection() -> Injection {
         Injection {
-            provider: "Test",
-            volume: json!({"name": "tok", "projected": {"sources": []}}),
-            volume_name: "tok".to_string(),
-            mount_path: "/var/run/tok".to_string(),
+            volumes: vec![json!({"name": "tok", "projected": {"sources": []}})],
+            mounts: vec![Mount {
+                volume: "tok".to_string(),
+                path: "/var/run/tok".to_string(),
+            }],
             env_groups: vec![
-                vec![("A".into(), "1".into()), ("B".into(), "2".into())],
-                vec![("C".into(), "3".into())],
+                vec![env_value("A", "1"), env_value("B", "2")],
+                vec![env_value("C", "3")],
             ],
             skip_containers: vec!["skipme".to_string()],
+            ..Injection::new("Test")
         }
     }
 

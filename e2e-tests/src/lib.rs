@@ -36,7 +36,7 @@ pub use session::{Exchange, GetResource, HostRequest, HostResponse, Replay, Sess
 /// `target/e2e-wasm`, a target directory of its own so that it never waits on the lock of an outer
 /// `cargo test`; `CARGO` names the cargo binary when set.
 pub fn policy_wasm(workspace: &Path) -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("POLICY_WASM") {
+    if let Some(path) = std::env::var_os("POLICY_WASM").filter(|p| !p.is_empty()) {
         return Ok(path.into());
     }
     let target_dir = workspace.join("target").join("e2e-wasm");

@@ -10,7 +10,7 @@
 use super::{
     parse_go_bool, projected_token_volume, split_list, Context, Findings, Resolution, TokenLayout,
 };
-use crate::podedit::Injection;
+use crate::podedit::{env_value, Injection, Mount};
 use crate::settings::{AwsSettings, MAX_TOKEN_EXPIRATION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS};
 
 /// The anchor's volume and file names; the mount path comes from settings.
@@ -84,19 +84,16 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
     let token_path = token_path(&settings.token_mount_path, is_windows(ctx.pod));
 
     let mut env_groups = vec![vec![
-        ("AWS_ROLE_ARN".to_string(), role_arn.to_string()),
-        ("AWS_WEB_IDENTITY_TOKEN_FILE".to_string(), token_path),
+        env_value("AWS_ROLE_ARN", role_arn),
+        env_value("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path),
     ]];
     if regional {
-        env_groups.push(vec![(
-            "AWS_STS_REGIONAL_ENDPOINTS".to_string(),
-            "regional".to_string(),
-        )]);
+        env_groups.push(vec![env_value("AWS_STS_REGIONAL_ENDPOINTS", "regional")]);
     }
     if let Some(region) = &settings.region {
         env_groups.push(vec![
-            ("AWS_REGION".to_string(), region.clone()),
-            ("AWS_DEFAULT_REGION".to_string(), region.clone()),
+            env_value("AWS_REGION", region),
+            env_value("AWS_DEFAULT_REGION", region),
         ]);
     }
     let skip_containers = ctx
@@ -106,12 +103,19 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
         .unwrap_or_default();
 
     Some(Injection {
-        provider: "AWS IRSA",
-        volume: projected_token_volume(LAYOUT.volume_name, audience, expiration, LAYOUT.token_file),
-        volume_name: LAYOUT.volume_name.to_string(),
-        mount_path: settings.token_mount_path.clone(),
+        volumes: vec![projected_token_volume(
+            LAYOUT.volume_name,
+            audience,
+            expiration,
+            LAYOUT.token_file,
+        )],
+        mounts: vec![Mount {
+            volume: LAYOUT.volume_name.to_string(),
+            path: settings.token_mount_path.clone(),
+        }],
         env_groups,
         skip_containers,
+        ..Injection::new("AWS IRSA")
     })
 }
 

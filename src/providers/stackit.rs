@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{projected_token_volume, Context, Findings, Resolution, TokenLayout};
-use crate::podedit::Injection;
+use crate::podedit::{env_value, Injection, Mount};
 use crate::settings::{
     StackitSettings, MAX_TOKEN_EXPIRATION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS,
 };
@@ -136,15 +136,21 @@ pub fn resolve(settings: &StackitSettings, ctx: &Context, findings: &mut Finding
         env.push(("STACKIT_IDP_TOKEN_EXPIRATION_SECONDS", seconds));
     }
     Some(Injection {
-        provider: "STACKIT",
-        volume: projected_token_volume(LAYOUT.volume_name, audience, clamped, &file_name),
-        volume_name: LAYOUT.volume_name.to_string(),
-        mount_path,
+        volumes: vec![projected_token_volume(
+            LAYOUT.volume_name,
+            audience,
+            clamped,
+            &file_name,
+        )],
+        mounts: vec![Mount {
+            volume: LAYOUT.volume_name.to_string(),
+            path: mount_path,
+        }],
         env_groups: env
             .into_iter()
-            .map(|(n, v)| vec![(n.to_string(), v.to_string())])
+            .map(|(n, v)| vec![env_value(n, v)])
             .collect(),
-        skip_containers: Vec::new(),
+        ..Injection::new("STACKIT")
     })
 }
 

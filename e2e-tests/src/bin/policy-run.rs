@@ -67,8 +67,20 @@ fn run(args: Args) -> Result<ExitCode> {
         allow_context_aware: args.allow_context_aware,
         session,
     };
-    let evaluation = policy.validate(&request, &settings, &capabilities)?;
-    println!("{}", serde_json::to_string(&evaluation.response)?);
+    let response = match policy.validate(&request, &settings, &capabilities) {
+        Ok(evaluation) => serde_json::to_value(&evaluation.response)?,
+        // kwctl and policy-server turn a failing guest into a 500 denial that
+        // ignores the webhook's failurePolicy; show exactly that.
+        Err(error) => serde_json::json!({
+            "uid": request.get("uid").cloned().unwrap_or(Value::Null),
+            "allowed": false,
+            "status": {
+                "message": format!("internal server error: Guest call failure: {error:#}"),
+                "code": 500,
+            },
+        }),
+    };
+    println!("{}", serde_json::to_string(&response)?);
     Ok(ExitCode::SUCCESS)
 }
 
