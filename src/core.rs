@@ -5,11 +5,13 @@
 //! [`Decision::Reject`] with a status code (400 unreadable object, 403 policy
 //! refusal, 503 ServiceAccount unreadable with `lookupFailure: reject`).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::host::{Lookup, ServiceAccountRef};
 use crate::podedit;
-use crate::providers::{self, aws, stackit, Context, Findings};
+use crate::providers::{self, aws, azure, custom, gcp, stackit, Context, Findings};
 use crate::request::Input;
 use crate::settings::{LookupFailure, Settings};
 
@@ -75,7 +77,10 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
     let aws_on = settings.aws.enabled && !aws::pod_opted_out(&settings.aws, &pod_labels);
     let stackit_on =
         settings.stackit.enabled && !stackit::pod_opted_out(&pod_labels, &pod_annotations);
-    if !aws_on && !stackit_on {
+    let azure_on = settings.azure.enabled && azure::wanted(&settings.azure, &pod_labels);
+    let gcp_on = settings.gcp.enabled;
+    let custom_on = !settings.custom_providers.is_empty();
+    if !(aws_on || stackit_on || azure_on || gcp_on || custom_on) {
         return Decision::accept();
     }
 
@@ -113,7 +118,7 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
         pod_annotations,
         pod_labels,
         sa: &sa,
-        sa_annotations: providers::string_map(&account, "annotations"),
+        sa_annotations: effective_annotations(settings, &sa, &account),
     };
     let mut findings = Findings::default();
     let mut injections = Vec::new();
@@ -122,6 +127,15 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
     }
     if stackit_on {
         injections.extend(stackit::resolve(&settings.stackit, &ctx, &mut findings));
+    }
+    if azure_on {
+        injections.extend(azure::resolve(&settings.azure, &ctx, &mut findings));
+    }
+    if gcp_on {
+        injections.extend(gcp::resolve(&settings.gcp, &ctx, &mut findings));
+    }
+    for provider in &settings.custom_providers {
+        injections.extend(custom::resolve(provider, &ctx));
     }
     let Findings {
         mut warnings,
@@ -147,6 +161,37 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
             warnings,
         },
     }
+}
+
+/// The ServiceAccount's annotations over the static overlays of settings:
+/// `"*"` overlays first, then exact-namespace ones, then the account's own,
+/// each layer overriding the one before.
+fn effective_annotations<'a>(
+    settings: &'a Settings,
+    sa: &ServiceAccountRef,
+    account: &'a Value,
+) -> BTreeMap<&'a str, &'a str> {
+    let mut merged = BTreeMap::new();
+    for exact in [false, true] {
+        for overlay in &settings.service_accounts {
+            let matches = overlay.name == sa.name
+                && if exact {
+                    overlay.namespace == sa.namespace
+                } else {
+                    overlay.namespace == "*"
+                };
+            if matches {
+                merged.extend(
+                    overlay
+                        .annotations
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+            }
+        }
+    }
+    merged.extend(providers::string_map(account, "annotations"));
+    merged
 }
 
 /// `namespace/name`, or `namespace/generateName*` before the name exists.
@@ -329,12 +374,13 @@ mod tests {
             }}),
             json!({"containers": [{"name": "a"}]}),
         );
-        assert_eq!(
-            run(&Settings::default(), skipping, &accounts),
-            Decision::accept()
-        );
-        let off = Settings::from_json(br#"{"aws":{"enabled":false},"stackit":{"enabled":false}}"#)
-            .unwrap();
+        // GCP has no pod-level opt-out; Azure needs its use label.
+        let no_gcp = Settings::from_json(br#"{"gcp":{"enabled":false}}"#).unwrap();
+        assert_eq!(run(&no_gcp, skipping, &accounts), Decision::accept());
+        let off = Settings::from_json(
+            br#"{"aws":{"enabled":false},"stackit":{"enabled":false},"gcp":{"enabled":false}}"#,
+        )
+        .unwrap();
         assert_eq!(run(&off, simple_pod(), &accounts), Decision::accept());
         assert!(accounts.calls.borrow().is_empty());
     }

@@ -4,6 +4,8 @@
 //! everything here reports *every* problem at once, each prefixed with the
 //! camelCase path the user wrote (`aws.tokenExpirationSeconds: ...`).
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// The API server refuses projected tokens that live shorter than this (seconds).
@@ -18,7 +20,68 @@ pub const MAX_TOKEN_EXPIRATION_SECONDS: i64 = 1 << 32;
 pub struct Settings {
     pub aws: AwsSettings,
     pub stackit: StackitSettings,
+    pub azure: AzureSettings,
+    pub gcp: GcpSettings,
+    /// Annotations treated as if present on matching ServiceAccounts.
+    pub service_accounts: Vec<ServiceAccountOverlay>,
+    /// Token providers defined entirely in settings.
+    pub custom_providers: Vec<CustomProvider>,
     pub lookup_failure: LookupFailure,
+}
+
+/// Static annotations for a ServiceAccount (`namespace: "*"` matches every
+/// namespace). The ServiceAccount's own annotations win; an overlay for the
+/// exact namespace wins over a `"*"` one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountOverlay {
+    pub namespace: String,
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A user-defined provider: a projected token plus templated env vars,
+/// switched on by one ServiceAccount annotation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomProvider {
+    /// DNS label naming the provider in warnings.
+    pub name: String,
+    /// The ServiceAccount annotation that turns the provider on; its value is `{value}`.
+    pub service_account_annotation: String,
+    pub audience: String,
+    #[serde(default = "default_custom_expiration")]
+    pub token_expiration_seconds: i64,
+    /// Absolute directory the token volume is mounted at.
+    pub mount_path: String,
+    pub volume_name: String,
+    #[serde(default = "default_token_path")]
+    pub token_path: String,
+    #[serde(default)]
+    pub env: Vec<CustomEnv>,
+}
+
+/// One env var of a custom provider: a `value` template or a `valueFrom`
+/// passed through as is.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomEnv {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_from: Option<serde_json::Value>,
+}
+
+/// Placeholders a custom provider's env `value` may use.
+pub const CUSTOM_PLACEHOLDERS: [&str; 4] = ["value", "tokenFile", "namespace", "serviceAccount"];
+
+fn default_custom_expiration() -> i64 {
+    3600
+}
+
+fn default_token_path() -> String {
+    "token".to_string()
 }
 
 /// What to do when the pod's ServiceAccount cannot be read.
@@ -49,6 +112,90 @@ pub struct AwsSettings {
     pub region: Option<String>,
     /// Default for the SA's `sts-regional-endpoints` [`--sts-regional-endpoint`].
     pub sts_regional_endpoints: bool,
+    /// ServiceAccounts switched to EKS Pod Identity (container credentials),
+    /// which takes precedence over IRSA [`--watch-container-credentials-config`].
+    pub pod_identity_associations: Vec<PodIdentityAssociation>,
+}
+
+/// One EKS Pod Identity association, matched exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodIdentityAssociation {
+    pub namespace: String,
+    pub service_account: String,
+}
+
+/// Azure Workload Identity, as Azure/azure-workload-identity.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AzureSettings {
+    pub enabled: bool,
+    /// Only pods labelled `azure.workload.identity/use: "true"` (the anchor's objectSelector).
+    pub require_use_label: bool,
+    /// `AZURE_TENANT_ID` when the SA has no `tenant-id` (the anchor's `AZURE_TENANT_ID`).
+    pub tenant_id: Option<String>,
+    /// `AZURE_AUTHORITY_HOST`.
+    pub authority_host: String,
+    /// Token audience [`--audience`].
+    pub audience: String,
+    /// Token volume layout: `v1.5` (default) or `v1.6`.
+    pub token_layout: AzureTokenLayout,
+}
+
+/// Where the Azure token lives; v1.6 moved it (a breaking change upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum AzureTokenLayout {
+    /// Volume `azure-identity-token` at `/var/run/secrets/azure/tokens`.
+    #[default]
+    #[serde(rename = "v1.5")]
+    V1_5,
+    /// Volume `azure-workload-identity-reserved-<hash>` at `/var/run/secrets/azure/wi`.
+    #[serde(rename = "v1.6")]
+    V1_6,
+}
+
+impl Default for AzureSettings {
+    fn default() -> Self {
+        AzureSettings {
+            enabled: true,
+            require_use_label: true,
+            tenant_id: None,
+            authority_host: "https://login.microsoftonline.com/".to_string(),
+            audience: "api://AzureADTokenExchange".to_string(),
+            token_layout: AzureTokenLayout::V1_5,
+        }
+    }
+}
+
+/// GCP workload identity federation (direct mode), as
+/// pfnet-research/gcp-workload-identity-federation-webhook.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GcpSettings {
+    pub enabled: bool,
+    /// Prefix of every GCP key [`--annotation-prefix`].
+    pub annotation_prefix: String,
+    /// Token audience when the SA has none [`--token-audience`].
+    pub audience: String,
+    /// Token lifetime when neither pod nor SA set one [`--token-expiration`].
+    pub token_expiration_seconds: i64,
+    /// `CLOUDSDK_COMPUTE_REGION` [`--gcp-default-region`].
+    pub region: Option<String>,
+}
+
+/// GCP raises shorter token lifetimes to this (seconds).
+pub const GCP_MIN_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+impl Default for GcpSettings {
+    fn default() -> Self {
+        GcpSettings {
+            enabled: true,
+            annotation_prefix: "cloud.google.com".to_string(),
+            audience: "sts.googleapis.com".to_string(),
+            token_expiration_seconds: 86400,
+            region: None,
+        }
+    }
 }
 
 impl Default for AwsSettings {
@@ -61,6 +208,7 @@ impl Default for AwsSettings {
             token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount".to_string(),
             region: None,
             sts_regional_endpoints: false,
+            pod_identity_associations: Vec::new(),
         }
     }
 }
@@ -129,11 +277,294 @@ impl Settings {
             self.stackit.token_expiration_seconds,
             &mut errors,
         );
+        for (i, a) in aws.pod_identity_associations.iter().enumerate() {
+            let field = format!("aws.podIdentityAssociations[{i}]");
+            check_dns_label(&format!("{field}.namespace"), &a.namespace, &mut errors);
+            check_dns_subdomain(
+                &format!("{field}.serviceAccount"),
+                &a.service_account,
+                &mut errors,
+            );
+        }
+        self.validate_azure(&mut errors);
+        self.validate_gcp(&mut errors);
+        for (i, overlay) in self.service_accounts.iter().enumerate() {
+            let field = format!("serviceAccounts[{i}]");
+            if overlay.namespace != "*" {
+                check_dns_label(
+                    &format!("{field}.namespace"),
+                    &overlay.namespace,
+                    &mut errors,
+                );
+            }
+            check_dns_subdomain(&format!("{field}.name"), &overlay.name, &mut errors);
+            for key in overlay.annotations.keys() {
+                if !is_qualified_key(key) {
+                    errors.push(format!(
+                        "{field}.annotations: {key:?} is not a valid annotation key ([prefix/]name)"
+                    ));
+                }
+            }
+        }
+        self.validate_custom_providers(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors.join("; "))
         }
+    }
+
+    fn validate_azure(&self, errors: &mut Vec<String>) {
+        let azure = &self.azure;
+        check_non_empty("azure.audience", &azure.audience, errors);
+        if !(azure.authority_host.starts_with("https://") && azure.authority_host.len() > 8) {
+            errors.push(format!(
+                "azure.authorityHost: {:?} is not an https:// URL",
+                azure.authority_host
+            ));
+        }
+        if let Some(tenant) = &azure.tenant_id {
+            if tenant.trim().is_empty() {
+                errors.push("azure.tenantId: must not be empty when set".to_string());
+            }
+        }
+    }
+
+    fn validate_gcp(&self, errors: &mut Vec<String>) {
+        let gcp = &self.gcp;
+        check_prefix("gcp.annotationPrefix", &gcp.annotation_prefix, errors);
+        check_non_empty("gcp.audience", &gcp.audience, errors);
+        if !(GCP_MIN_TOKEN_EXPIRATION_SECONDS..=MAX_TOKEN_EXPIRATION_SECONDS)
+            .contains(&gcp.token_expiration_seconds)
+        {
+            errors.push(format!(
+                "gcp.tokenExpirationSeconds: {} is out of range, expected {GCP_MIN_TOKEN_EXPIRATION_SECONDS}..={MAX_TOKEN_EXPIRATION_SECONDS} seconds",
+                gcp.token_expiration_seconds
+            ));
+        }
+        if let Some(region) = &gcp.region {
+            if region.trim().is_empty() {
+                errors.push("gcp.region: must not be empty when set".to_string());
+            }
+        }
+    }
+
+    fn validate_custom_providers(&self, errors: &mut Vec<String>) {
+        let mut names = Vec::new();
+        let mut volumes: Vec<&str> = Vec::new();
+        let mut paths: Vec<&str> = Vec::new();
+        for (i, p) in self.custom_providers.iter().enumerate() {
+            let field = format!("customProviders[{i}]");
+            check_dns_label(&format!("{field}.name"), &p.name, errors);
+            if names.contains(&p.name.as_str()) {
+                errors.push(format!(
+                    "{field}.name: {:?} is used by another custom provider",
+                    p.name
+                ));
+            }
+            names.push(&p.name);
+            if !is_qualified_key(&p.service_account_annotation) {
+                errors.push(format!(
+                    "{field}.serviceAccountAnnotation: {:?} is not a valid annotation key ([prefix/]name)",
+                    p.service_account_annotation
+                ));
+            }
+            check_non_empty(&format!("{field}.audience"), &p.audience, errors);
+            check_expiration(
+                &format!("{field}.tokenExpirationSeconds"),
+                p.token_expiration_seconds,
+                errors,
+            );
+            check_mount_path(&format!("{field}.mountPath"), &p.mount_path, errors);
+            check_dns_label(&format!("{field}.volumeName"), &p.volume_name, errors);
+            if let Some(builtin) = BUILTIN_VOLUMES
+                .iter()
+                .find(|v| p.volume_name.starts_with(**v))
+            {
+                errors.push(format!(
+                    "{field}.volumeName: {:?} clashes with the built-in volume {builtin:?}",
+                    p.volume_name
+                ));
+            } else if volumes.contains(&p.volume_name.as_str()) {
+                errors.push(format!(
+                    "{field}.volumeName: {:?} is used by another custom provider",
+                    p.volume_name
+                ));
+            }
+            volumes.push(&p.volume_name);
+            let path = p.mount_path.trim_end_matches('/');
+            if let Some(builtin) = self
+                .builtin_mount_paths()
+                .into_iter()
+                .find(|b| paths_overlap(b, path))
+            {
+                errors.push(format!(
+                    "{field}.mountPath: {:?} clashes with the built-in mount path {builtin:?}",
+                    p.mount_path
+                ));
+            } else if paths.iter().any(|other| paths_overlap(other, path)) {
+                errors.push(format!(
+                    "{field}.mountPath: {:?} overlaps another custom provider's",
+                    p.mount_path
+                ));
+            }
+            paths.push(path);
+            let token_path_ok = !p.token_path.is_empty()
+                && !p.token_path.starts_with('/')
+                && !p.token_path.ends_with('/')
+                && !p.token_path.split('/').any(|s| s.is_empty() || s == "..");
+            if !token_path_ok {
+                errors.push(format!(
+                    "{field}.tokenPath: {:?} is not a relative file path without \"..\"",
+                    p.token_path
+                ));
+            }
+            let mut env_names = Vec::new();
+            for (j, env) in p.env.iter().enumerate() {
+                let env_field = format!("{field}.env[{j}]");
+                if !is_env_name(&env.name) {
+                    errors.push(format!(
+                        "{env_field}.name: {:?} is not a valid environment variable name (letters, digits, '_', '-', '.', not starting with a digit)",
+                        env.name
+                    ));
+                }
+                if env_names.contains(&env.name.as_str()) {
+                    errors.push(format!("{env_field}.name: {:?} is set twice", env.name));
+                }
+                env_names.push(&env.name);
+                match (&env.value, &env.value_from) {
+                    (Some(value), None) => {
+                        if let Err(problem) = check_template(value) {
+                            errors.push(format!("{env_field}.value: {problem}"));
+                        }
+                    }
+                    (None, Some(serde_json::Value::Object(_))) => {}
+                    (None, Some(_)) => errors.push(format!(
+                        "{env_field}.valueFrom: must be an object (e.g. secretKeyRef)"
+                    )),
+                    _ => errors.push(format!(
+                        "{env_field}: set exactly one of value and valueFrom"
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Mount paths the built-in providers use with these settings.
+    pub fn builtin_mount_paths(&self) -> Vec<&str> {
+        let mut paths = vec![self.aws.token_mount_path.trim_end_matches('/')];
+        paths.extend(BUILTIN_MOUNT_PATHS);
+        paths
+    }
+}
+
+/// Volume names (or prefixes) the built-in providers own.
+pub const BUILTIN_VOLUMES: [&str; 6] = [
+    "aws-iam-token",
+    "eks-pod-identity-token",
+    "stackit-workload-identity",
+    "azure-identity-token",
+    "azure-workload-identity-reserved-",
+    "gcp-iam-token",
+];
+
+/// Fixed mount paths of the built-in providers (AWS IRSA's comes from settings).
+pub const BUILTIN_MOUNT_PATHS: [&str; 6] = [
+    "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount",
+    "/var/run/secrets/stackit.cloud/serviceaccount",
+    "/var/run/secrets/azure/tokens",
+    "/var/run/secrets/azure/wi",
+    "/var/run/secrets/sts.googleapis.com/serviceaccount",
+    "/var/run/secrets/workload-identity",
+];
+
+/// One path equals or contains the other (a mount would shadow the other's files).
+fn paths_overlap(a: &str, b: &str) -> bool {
+    let within = |inner: &str, outer: &str| {
+        inner == outer
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    within(a, b) || within(b, a)
+}
+
+/// Kubernetes' env var name rule: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+pub fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(first) if first.is_ascii_alphabetic() || b"-._".contains(&first) => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
+/// Every `{...}` in a template names a known placeholder.
+fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(start) = rest.find(['{', '}']) {
+        let after = &rest[start..];
+        if after.starts_with('}') {
+            return Err(format!("{template:?} has an unmatched \"}}\""));
+        }
+        let Some(end) = after.find('}') else {
+            return Err(format!("{template:?} has an unclosed \"{{\""));
+        };
+        let name = &after[1..end];
+        if !CUSTOM_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "{template:?} uses unknown placeholder {{{name}}}, expected one of {{value}}, {{tokenFile}}, {{namespace}}, {{serviceAccount}}"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// A label or annotation key: optional DNS-subdomain prefix, `/`, and a
+/// name of at most 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
+pub fn is_qualified_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_none_or(|p| {
+        let mut errors = Vec::new();
+        check_prefix("", p, &mut errors);
+        errors.is_empty()
+    });
+    name_ok && prefix_ok
+}
+
+fn check_dns_label(field: &str, value: &str, errors: &mut Vec<String>) {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if !valid {
+        errors.push(format!(
+            "{field}: {value:?} is not a DNS label (lowercase letters, digits, '-', at most 63)"
+        ));
+    }
+}
+
+fn check_dns_subdomain(field: &str, value: &str, errors: &mut Vec<String>) {
+    let mut inner = Vec::new();
+    check_prefix(field, value, &mut inner);
+    if !inner.is_empty() {
+        errors.push(format!(
+            "{field}: {value:?} is not a valid Kubernetes object name"
+        ));
     }
 }
 
@@ -234,7 +665,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case::unknown_top_level(r#"{"gcp":{}}"#, "unknown field `gcp`, expected one of `aws`")]
+    #[case::unknown_top_level(r#"{"vault":{}}"#, "unknown field `vault`, expected one of `aws`")]
     #[case::unknown_nested(
         r#"{"aws":{"roleArn":"x"}}"#,
         "unknown field `aws.roleArn`, expected one of `enabled`"
@@ -270,6 +701,70 @@ mod tests {
     fn invalid_settings_name_the_field(#[case] raw: &str, #[case] expected_start: &str) {
         let err = Settings::from_json(raw.as_bytes()).unwrap_err();
         assert!(err.starts_with(expected_start), "got {err:?}");
+    }
+
+    fn custom(overrides: &str) -> String {
+        format!(
+            r#"{{"customProviders":[{{"name":"vault","serviceAccountAnnotation":"vault.example.com/role","audience":"vault","mountPath":"/var/run/secrets/vault","volumeName":"vault-token"{overrides}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_custom_provider_with_defaults_is_valid() {
+        let s = Settings::from_json(custom(r#","env":[{"name":"VAULT_ROLE","value":"{value}"},{"name":"X","valueFrom":{"secretKeyRef":{"name":"a","key":"b"}}}]"#).as_bytes()).unwrap();
+        assert_eq!(s.custom_providers[0].token_path, "token");
+        assert_eq!(s.custom_providers[0].token_expiration_seconds, 3600);
+    }
+
+    #[rstest]
+    #[case::bad_env_name(
+        r#","env":[{"name":"1X","value":"a"}]"#,
+        "customProviders[0].env[0].name: \"1X\" is not a valid environment variable name"
+    )]
+    #[case::both_value_kinds(
+        r#","env":[{"name":"X","value":"a","valueFrom":{}}]"#,
+        "customProviders[0].env[0]: set exactly one of value and valueFrom"
+    )]
+    #[case::unknown_placeholder(
+        r#","env":[{"name":"X","value":"{role}"}]"#,
+        "customProviders[0].env[0].value: \"{role}\" uses unknown placeholder {role}"
+    )]
+    #[case::short_expiry(
+        r#","tokenExpirationSeconds":60"#,
+        "customProviders[0].tokenExpirationSeconds: 60 is out of range"
+    )]
+    #[case::relative_mount(r#","mountPath":"vault""#, "duplicate field")]
+    fn invalid_custom_providers(#[case] overrides: &str, #[case] expected_start: &str) {
+        let err = Settings::from_json(custom(overrides).as_bytes()).unwrap_err();
+        assert!(err.contains(expected_start), "got {err:?}");
+    }
+
+    #[test]
+    fn custom_providers_must_not_clash() {
+        let raw = r#"{"customProviders":[
+            {"name":"a","serviceAccountAnnotation":"x/y","audience":"a","mountPath":"/var/run/secrets/stackit.cloud/serviceaccount/sub","volumeName":"aws-iam-token"},
+            {"name":"a","serviceAccountAnnotation":"x/z","audience":"a","mountPath":"/var/run/b","volumeName":"b"},
+            {"name":"c","serviceAccountAnnotation":"x/w","audience":"a","mountPath":"/var/run/b/c","volumeName":"b"}]}"#;
+        let err = Settings::from_json(raw.as_bytes()).unwrap_err();
+        for expected in [
+            "customProviders[0].volumeName: \"aws-iam-token\" clashes with the built-in volume",
+            "customProviders[0].mountPath: \"/var/run/secrets/stackit.cloud/serviceaccount/sub\" clashes with the built-in mount path",
+            "customProviders[1].name: \"a\" is used by another custom provider",
+            "customProviders[2].volumeName: \"b\" is used by another custom provider",
+            "customProviders[2].mountPath: \"/var/run/b/c\" overlaps another custom provider's",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in {err:?}");
+        }
+    }
+
+    #[rstest]
+    #[case::plain("role", true)]
+    #[case::prefixed("vault.example.com/role", true)]
+    #[case::bad_prefix("Vault/role", false)]
+    #[case::empty_name("vault.example.com/", false)]
+    #[case::two_slashes("a/b/c", false)]
+    fn qualified_keys(#[case] key: &str, #[case] expected: bool) {
+        assert_eq!(is_qualified_key(key), expected);
     }
 
     #[test]

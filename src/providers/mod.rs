@@ -7,6 +7,9 @@
 //! Providers never write the pod: `podedit` does.
 
 pub mod aws;
+pub mod azure;
+pub mod custom;
+pub mod gcp;
 pub mod stackit;
 
 use std::collections::BTreeMap;
