@@ -521,4 +521,31 @@ mod tests {
         );
         assert!(accounts.calls.borrow().is_empty());
     }
+
+    #[test]
+    fn pod_identity_expiry_is_deterministic_and_spread() {
+        let settings = Settings::from_json(
+            br#"{"aws":{"podIdentityAssociations":[{"namespace":"team-a","serviceAccount":"app"}]}}"#,
+        )
+        .unwrap();
+        let accounts = Accounts::with(json!({}));
+        let expiry = |generate_name: &str| {
+            let object = pod(
+                json!({"generateName": generate_name}),
+                json!({"serviceAccountName": "app", "containers": [{"name": "a"}]}),
+            );
+            let (object, _) = mutated(run(&settings, object, &accounts));
+            object["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]
+                ["expirationSeconds"]
+                .as_i64()
+                .unwrap()
+        };
+        let values: Vec<i64> = (0..20).map(|i| expiry(&format!("web-{i}-"))).collect();
+        for v in &values {
+            assert!((79200..=86400).contains(v), "{v}");
+        }
+        assert_eq!(expiry("web-3-"), values[3], "same pod, same expiry");
+        let distinct: std::collections::BTreeSet<_> = values.iter().collect();
+        assert!(distinct.len() > 10, "expiries should spread: {values:?}");
+    }
 }

@@ -20,6 +20,21 @@ pub const LAYOUT: TokenLayout = TokenLayout {
     token_file: "token",
 };
 
+/// EKS Pod Identity's token volume (the anchor's container-credentials mode).
+pub const POD_IDENTITY_LAYOUT: TokenLayout = TokenLayout {
+    volume_name: "eks-pod-identity-token",
+    mount_path: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount",
+    token_file: "eks-pod-identity-token",
+};
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
+/// The EKS Pod Identity Agent's link-local endpoint.
+pub const POD_IDENTITY_CREDENTIALS_URI: &str = "http://169.254.170.23/v1/credentials";
+/// Label the anchor sets on pods it switches to Pod Identity.
+pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
+/// Bounds of the anchor's jittered default lifetime (seconds).
+pub const POD_IDENTITY_MIN_EXPIRATION: i64 = 79200;
+pub const POD_IDENTITY_MAX_EXPIRATION: i64 = 86400;
+
 /// Annotation and label names, relative to `aws.annotationPrefix`.
 pub mod keys {
     pub const ROLE_ARN: &str = "role-arn";
@@ -44,29 +59,23 @@ pub fn pod_opted_out(
     pod_labels.contains_key(key(settings, keys::SKIP_LABEL).as_str())
 }
 
-/// Resolves the AWS injection for this pod, if its ServiceAccount asks for one.
+/// Resolves the AWS injection for this pod: EKS Pod Identity when its
+/// ServiceAccount has an association in settings (it takes precedence, as in
+/// the anchor), else IRSA when the ServiceAccount has a role ARN.
 pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -> Resolution {
+    let associated = settings
+        .pod_identity_associations
+        .iter()
+        .any(|a| a.namespace == ctx.sa.namespace && a.service_account == ctx.sa.name);
     let role_key = key(settings, keys::ROLE_ARN);
     let role_arn = ctx
         .sa_annotations
         .get(role_key.as_str())
         .copied()
         .unwrap_or("");
-    if role_arn.is_empty() {
+    if !associated && role_arn.is_empty() {
         return None;
     }
-    if !is_role_arn(role_arn) {
-        findings.warnings.push(format!(
-            "ServiceAccount {}: annotation {role_key:?} is {role_arn:?}, which is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>); injected anyway, as the EKS webhook does",
-            ctx.sa
-        ));
-    }
-    let audience = ctx
-        .sa_annotations
-        .get(key(settings, keys::AUDIENCE).as_str())
-        .copied()
-        .filter(|a| !a.is_empty())
-        .unwrap_or(settings.audience.as_str());
 
     let regional_key = key(settings, keys::STS_REGIONAL_ENDPOINTS);
     let regional = match ctx.sa_annotations.get(regional_key.as_str()) {
@@ -79,19 +88,13 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
             settings.sts_regional_endpoints
         }),
     };
-
-    let expiration = token_expiration(settings, ctx, findings);
-    let token_path = token_path(&settings.token_mount_path, is_windows(ctx.pod));
-
-    let mut env_groups = vec![vec![
-        env_value("AWS_ROLE_ARN", role_arn),
-        env_value("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path),
-    ]];
+    // Env common to both modes, after the mode's own pair.
+    let mut shared_env = Vec::new();
     if regional {
-        env_groups.push(vec![env_value("AWS_STS_REGIONAL_ENDPOINTS", "regional")]);
+        shared_env.push(vec![env_value("AWS_STS_REGIONAL_ENDPOINTS", "regional")]);
     }
     if let Some(region) = &settings.region {
-        env_groups.push(vec![
+        shared_env.push(vec![
             env_value("AWS_REGION", region),
             env_value("AWS_DEFAULT_REGION", region),
         ]);
@@ -101,7 +104,59 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
         .get(key(settings, keys::SKIP_CONTAINERS).as_str())
         .map(|v| split_list(v, ','))
         .unwrap_or_default();
+    let explicit_expiration = token_expiration(settings, ctx, findings);
 
+    if associated {
+        let expiration = explicit_expiration.unwrap_or_else(|| pod_identity_expiration(ctx));
+        let token_file = format!(
+            "{}/{}",
+            POD_IDENTITY_LAYOUT.mount_path, POD_IDENTITY_LAYOUT.token_file
+        );
+        let mut env_groups = vec![vec![
+            env_value(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                POD_IDENTITY_CREDENTIALS_URI,
+            ),
+            env_value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+        ]];
+        env_groups.extend(shared_env);
+        return Some(Injection {
+            volumes: vec![projected_token_volume(
+                POD_IDENTITY_LAYOUT.volume_name,
+                POD_IDENTITY_AUDIENCE,
+                expiration,
+                POD_IDENTITY_LAYOUT.token_file,
+            )],
+            mounts: vec![Mount {
+                volume: POD_IDENTITY_LAYOUT.volume_name.to_string(),
+                path: POD_IDENTITY_LAYOUT.mount_path.to_string(),
+            }],
+            env_groups,
+            skip_containers,
+            labels: vec![(POD_IDENTITY_LABEL.to_string(), "enabled".to_string())],
+            ..Injection::new("EKS Pod Identity")
+        });
+    }
+
+    if !is_role_arn(role_arn) {
+        findings.warnings.push(format!(
+            "ServiceAccount {}: annotation {role_key:?} is {role_arn:?}, which is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>); injected anyway, as the EKS webhook does",
+            ctx.sa
+        ));
+    }
+    let audience = ctx
+        .sa_annotations
+        .get(key(settings, keys::AUDIENCE).as_str())
+        .copied()
+        .filter(|a| !a.is_empty())
+        .unwrap_or(settings.audience.as_str());
+    let expiration = explicit_expiration.unwrap_or(settings.token_expiration_seconds);
+    let token_path = token_path(&settings.token_mount_path, is_windows(ctx.pod));
+    let mut env_groups = vec![vec![
+        env_value("AWS_ROLE_ARN", role_arn),
+        env_value("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path),
+    ]];
+    env_groups.extend(shared_env);
     Some(Injection {
         volumes: vec![projected_token_volume(
             LAYOUT.volume_name,
@@ -119,28 +174,56 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
     })
 }
 
-/// Pod annotation, then SA annotation, then settings; unparsable values are
-/// skipped with a warning; the result is raised to 600 (the anchor's rule).
-fn token_expiration(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -> i64 {
+/// The anchor draws the Pod Identity token lifetime at random from
+/// 79200..=86400 s so that tokens of pods started together do not all
+/// expire together. We derive it from the pod's identity instead (FNV-1a of
+/// namespace, ServiceAccount and name or generateName): the spread stays,
+/// and the policy stays a pure, idempotent function.
+pub fn pod_identity_expiration(ctx: &Context) -> i64 {
+    let meta = |k: &str| {
+        ctx.pod
+            .get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    let identity = format!(
+        "{}/{}/{}/{}",
+        ctx.sa.namespace,
+        ctx.sa.name,
+        meta("name"),
+        meta("generateName")
+    );
+    let hash = identity.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let span = (POD_IDENTITY_MAX_EXPIRATION - POD_IDENTITY_MIN_EXPIRATION + 1) as u64;
+    POD_IDENTITY_MIN_EXPIRATION + (hash % span) as i64
+}
+
+/// The lifetime set by the pod annotation, else the SA annotation, raised
+/// to 600 (the anchor's rule); `None` when neither sets a usable one.
+/// Unparsable values are skipped with a warning, as the anchor ignores them.
+fn token_expiration(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -> Option<i64> {
     let exp_key = key(settings, keys::TOKEN_EXPIRATION);
     let sources = [
         ("Pod", ctx.pod_annotations.get(exp_key.as_str())),
         ("ServiceAccount", ctx.sa_annotations.get(exp_key.as_str())),
     ];
-    let mut chosen = settings.token_expiration_seconds;
     for (owner, value) in sources {
         let Some(value) = value else { continue };
         match value.parse::<i64>() {
             Ok(seconds) => {
-                chosen = seconds;
-                break;
+                return Some(
+                    seconds.clamp(MIN_TOKEN_EXPIRATION_SECONDS, MAX_TOKEN_EXPIRATION_SECONDS),
+                )
             }
             Err(_) => findings.warnings.push(format!(
                 "{owner} annotation {exp_key:?} is {value:?}, not a number of seconds; ignored"
             )),
         }
     }
-    chosen.clamp(MIN_TOKEN_EXPIRATION_SECONDS, MAX_TOKEN_EXPIRATION_SECONDS)
+    None
 }
 
 /// Windows pods are recognised by nodeSelector only, as in the anchor.
