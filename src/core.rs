@@ -9,21 +9,26 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::caller;
 use crate::host::{Lookup, ServiceAccountRef};
 use crate::podedit;
 use crate::providers::{self, aws, azure, custom, gcp, stackit, Context, Findings};
 use crate::request::Input;
-use crate::settings::{LookupFailure, Settings};
+use crate::settings::{LookupFailure, OnMissingRequired, Settings};
 
 /// What the policy answers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Admit unchanged.
-    Accept { warnings: Vec<String> },
+    Accept {
+        warnings: Vec<String>,
+        audit: BTreeMap<String, String>,
+    },
     /// Admit with this object instead of the request's.
     Mutate {
         object: Value,
         warnings: Vec<String>,
+        audit: BTreeMap<String, String>,
     },
     /// Deny with this message and HTTP status code.
     Reject {
@@ -34,27 +39,181 @@ pub enum Decision {
 }
 
 impl Decision {
+    #[cfg(test)]
     fn accept() -> Decision {
         Decision::Accept {
             warnings: Vec::new(),
+            audit: BTreeMap::new(),
         }
     }
 }
 
-/// Decides one admission request.
-pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decision {
-    // Only Pod CREATE carries a pod to give an identity to; UPDATE cannot
-    // change volumes or env, and DELETE has no object.
-    if !(input.group.is_empty() && input.kind == "Pod" && input.operation == "CREATE") {
-        return Decision::accept();
+/// Audit annotation naming who was stamped (the API server prefixes it
+/// with the webhook's name).
+pub const AUDIT_STAMPED_BY: &str = "caller-identity-stamped-by";
+/// Audit annotation listing the managed keys that received a value.
+pub const AUDIT_STAMPED_KEYS: &str = "caller-identity-stamped-keys";
+
+/// Side results collected while deciding.
+#[derive(Debug, Default)]
+struct Effects {
+    warnings: Vec<String>,
+    audit: BTreeMap<String, String>,
+}
+
+impl Effects {
+    fn reject(self, message: String, code: u16) -> Decision {
+        Decision::Reject {
+            message,
+            code,
+            warnings: self.warnings,
+        }
     }
-    let pod = &input.object;
+}
+
+/// Decides one admission request: caller identity first (any supported
+/// kind, CREATE and UPDATE), then cloud identity (Pod CREATE only), both on
+/// the same working copy of the object.
+pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decision {
+    let mut fx = Effects::default();
+    // The working copy, made only once something may change.
+    let mut object: Option<Value> = None;
+    if let Err(rejection) = caller_identity(settings, input, &mut object, &mut fx) {
+        return rejection;
+    }
+    // Only Pod CREATE carries a pod to give a cloud identity to: UPDATE
+    // cannot change volumes or env, and DELETE has no object.
+    if input.group.is_empty() && input.kind == "Pod" && input.operation == "CREATE" {
+        if let Err(rejection) = cloud_identity(settings, input, &mut object, lookup, &mut fx) {
+            return rejection;
+        }
+    }
+    match object {
+        Some(object) if object != input.object => Decision::Mutate {
+            object,
+            warnings: fx.warnings,
+            audit: fx.audit,
+        },
+        _ => Decision::Accept {
+            warnings: fx.warnings,
+            audit: fx.audit,
+        },
+    }
+}
+
+/// Stamps, keeps or restores the managed caller-identity keys (see `caller`).
+fn caller_identity(
+    settings: &Settings,
+    input: &Input,
+    object: &mut Option<Value>,
+    fx: &mut Effects,
+) -> Result<(), Decision> {
+    let cfg = &settings.identity_injection;
+    if !cfg.enabled || !matches!(input.operation.as_str(), "CREATE" | "UPDATE") {
+        return Ok(());
+    }
+    let Some(pointer) = caller::template_pointer(&input.group, &input.kind) else {
+        return Ok(());
+    };
+    // Trusted controllers keep what the object carries and are never stamped.
+    if caller::is_trusted(cfg, &input.user) {
+        return Ok(());
+    }
+    let object_ref = object_ref(input);
+    let Some(template) = input.object.pointer(pointer).filter(|t| t.is_object()) else {
+        // No pod template to stamp; the API server validates the rest.
+        return Ok(());
+    };
+    if let Err(malformed) = podedit::check_shape(template) {
+        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400));
+    }
+    let user = input.user.username.as_str();
+    let old_template = input.old_object.pointer(pointer).filter(|t| t.is_object());
+    if input.operation == "UPDATE" {
+        if let Some(old) = old_template {
+            if pointer.is_empty() {
+                // A Pod's managed annotations can only be changed by its stamp.
+                let before = caller::managed_in(cfg, old);
+                let after = caller::managed_in(cfg, template);
+                if let Some((key, _)) = before
+                    .annotations
+                    .iter()
+                    .zip(&after.annotations)
+                    .find(|(b, a)| b.1 != a.1)
+                    .map(|(b, _)| b)
+                {
+                    return Err(std::mem::take(fx).reject(
+                        format!(
+                            "{object_ref}: annotation {key:?} is managed by caller identity injection and cannot be changed by {user:?}"
+                        ),
+                        403,
+                    ));
+                }
+                return Ok(());
+            }
+            if caller::without_managed(cfg, old) == caller::without_managed(cfg, template) {
+                // Not a new rollout: the previous stamp stays, restored if tampered.
+                let previous = caller::managed_in(cfg, old);
+                let working = object.get_or_insert_with(|| input.object.clone());
+                let restored = match working.pointer_mut(pointer) {
+                    Some(t) => podedit::write_managed(t, &previous.annotations, &previous.env),
+                    None => Ok(false),
+                };
+                match restored {
+                    Ok(true) => fx.warnings.push(format!(
+                        "{object_ref}: caller identity keys are managed; the values of the previous version were restored"
+                    )),
+                    Ok(false) => {}
+                    Err(malformed) => {
+                        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400))
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+    let stamp = caller::stamp_for(cfg, &input.user);
+    for (claim, target) in &stamp.missing_required {
+        let message = format!(
+            "{object_ref}: required claim {claim:?} for {target:?} is missing from the identity of {user:?}"
+        );
+        match cfg.on_missing_required {
+            OnMissingRequired::Reject => return Err(std::mem::take(fx).reject(message, 403)),
+            OnMissingRequired::Warn => fx
+                .warnings
+                .push(format!("{message}; {target:?} is left unset")),
+        }
+    }
+    let working = object.get_or_insert_with(|| input.object.clone());
+    let written = match working.pointer_mut(pointer) {
+        Some(t) => podedit::write_managed(t, &stamp.annotations, &stamp.env),
+        None => Ok(false),
+    };
+    if let Err(malformed) = written {
+        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400));
+    }
+    fx.audit
+        .insert(AUDIT_STAMPED_BY.to_string(), user.to_string());
+    fx.audit.insert(
+        AUDIT_STAMPED_KEYS.to_string(),
+        stamp.stamped_keys().join(","),
+    );
+    Ok(())
+}
+
+/// Cloud workload identity for a Pod CREATE, from its ServiceAccount.
+fn cloud_identity(
+    settings: &Settings,
+    input: &Input,
+    object: &mut Option<Value>,
+    lookup: &dyn Lookup,
+    fx: &mut Effects,
+) -> Result<(), Decision> {
+    let pod = object.as_ref().unwrap_or(&input.object);
     if !pod.is_object() {
-        return Decision::Reject {
-            message: "Pod CREATE request has no pod object".to_string(),
-            code: 400,
-            warnings: Vec::new(),
-        };
+        return Err(
+            std::mem::take(fx).reject("Pod CREATE request has no pod object".to_string(), 400)
+        );
     }
     let namespace = if input.namespace.is_empty() {
         pod.pointer("/metadata/namespace")
@@ -65,11 +224,7 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
     };
     let pod_ref = pod_ref(namespace, pod);
     if let Err(malformed) = podedit::check_shape(pod) {
-        return Decision::Reject {
-            message: format!("pod {pod_ref}: {malformed}"),
-            code: 400,
-            warnings: Vec::new(),
-        };
+        return Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400));
     }
     let pod_annotations = providers::string_map(pod, "annotations");
     let pod_labels = providers::string_map(pod, "labels");
@@ -81,7 +236,7 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
     let gcp_on = settings.gcp.enabled;
     let custom_on = !settings.custom_providers.is_empty();
     if !(aws_on || stackit_on || azure_on || gcp_on || custom_on) {
-        return Decision::accept();
+        return Ok(());
     }
 
     let sa = ServiceAccountRef {
@@ -97,28 +252,34 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
         Ok(account) => account,
         Err(error) => {
             return match settings.lookup_failure {
-                LookupFailure::Admit => Decision::Accept {
-                    warnings: vec![format!(
+                LookupFailure::Admit => {
+                    fx.warnings.push(format!(
                         "pod {pod_ref}: ServiceAccount {sa} could not be read ({error}); admitted without workload identity (lookupFailure: admit)"
-                    )],
-                },
-                LookupFailure::Reject => Decision::Reject {
-                    message: format!(
+                    ));
+                    Ok(())
+                }
+                LookupFailure::Reject => Err(std::mem::take(fx).reject(
+                    format!(
                         "pod {pod_ref}: ServiceAccount {sa} could not be read ({error}); denied because lookupFailure is \"reject\""
                     ),
-                    code: 503,
-                    warnings: Vec::new(),
-                },
+                    503,
+                )),
             };
         }
     };
 
+    let bound = caller::bound_annotations(
+        &settings.identity_injection,
+        &settings.identity_bindings,
+        &input.user,
+        &pod_annotations,
+    );
     let ctx = Context {
         pod,
         pod_annotations,
         pod_labels,
         sa: &sa,
-        sa_annotations: effective_annotations(settings, &sa, &account),
+        sa_annotations: effective_annotations(settings, &sa, &account, bound),
     };
     let mut findings = Findings::default();
     let mut injections = Vec::new();
@@ -137,39 +298,49 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
     for provider in &settings.custom_providers {
         injections.extend(custom::resolve(provider, &ctx));
     }
-    let Findings {
-        mut warnings,
-        denials,
-    } = findings;
+    let Findings { warnings, denials } = findings;
+    fx.warnings.extend(warnings);
     if !denials.is_empty() {
-        return Decision::Reject {
-            message: format!("pod {pod_ref}: {}", denials.join("; ")),
-            code: 403,
-            warnings,
-        };
+        return Err(
+            std::mem::take(fx).reject(format!("pod {pod_ref}: {}", denials.join("; ")), 403)
+        );
     }
     if injections.is_empty() {
-        return Decision::Accept { warnings };
+        return Ok(());
     }
-    let mut object = pod.clone();
-    match podedit::apply(&mut object, &injections, &pod_ref, &mut warnings) {
-        Ok(true) => Decision::Mutate { object, warnings },
-        Ok(false) => Decision::Accept { warnings },
-        Err(malformed) => Decision::Reject {
-            message: format!("pod {pod_ref}: {malformed}"),
-            code: 400,
-            warnings,
-        },
+    let working = object.get_or_insert_with(|| input.object.clone());
+    match podedit::apply(working, &injections, &pod_ref, &mut fx.warnings) {
+        Ok(_) => Ok(()),
+        Err(malformed) => {
+            Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400))
+        }
     }
 }
 
-/// The ServiceAccount's annotations over the static overlays of settings:
-/// `"*"` overlays first, then exact-namespace ones, then the account's own,
-/// each layer overriding the one before.
+/// `Kind namespace/name` of the request's object, for messages.
+fn object_ref(input: &Input) -> String {
+    let namespace = if input.namespace.is_empty() {
+        input
+            .object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    } else {
+        input.namespace.as_str()
+    };
+    let name = pod_ref(namespace, &input.object);
+    format!("{} {name}", input.kind)
+}
+
+/// The ServiceAccount's annotations over identity bindings over the static
+/// overlays of settings: `"*"` overlays first, then exact-namespace ones,
+/// then the bindings the requester unlocked, then the account's own, each
+/// layer overriding the one before.
 fn effective_annotations<'a>(
     settings: &'a Settings,
     sa: &ServiceAccountRef,
     account: &'a Value,
+    bound: BTreeMap<&'a str, &'a str>,
 ) -> BTreeMap<&'a str, &'a str> {
     let mut merged = BTreeMap::new();
     for exact in [false, true] {
@@ -190,6 +361,7 @@ fn effective_annotations<'a>(
             }
         }
     }
+    merged.extend(bound);
     merged.extend(providers::string_map(account, "annotations"));
     merged
 }
@@ -271,7 +443,9 @@ mod tests {
 
     fn mutated(decision: Decision) -> (Value, Vec<String>) {
         match decision {
-            Decision::Mutate { object, warnings } => (object, warnings),
+            Decision::Mutate {
+                object, warnings, ..
+            } => (object, warnings),
             other => panic!("expected a mutation, got {other:?}"),
         }
     }
@@ -400,6 +574,8 @@ mod tests {
                 kind: kind.into(),
                 operation: operation.into(),
                 namespace: "team-a".into(),
+                old_object: Value::Null,
+                user: Default::default(),
                 object: if operation == "DELETE" {
                     Value::Null
                 } else {
@@ -431,7 +607,7 @@ mod tests {
     #[test]
     fn lookup_failure_modes() {
         let admit = run(&Settings::default(), simple_pod(), &Accounts::missing());
-        let Decision::Accept { warnings } = admit else {
+        let Decision::Accept { warnings, .. } = admit else {
             panic!("{admit:?}")
         };
         assert_eq!(

@@ -9,6 +9,7 @@
 //! error or panic leaves it: Kubewarden turns those into a 500 denial that
 //! ignores the webhook's failurePolicy.
 
+pub mod caller;
 pub mod core;
 pub mod host;
 pub mod podedit;
@@ -57,21 +58,32 @@ fn reject(message: String, code: u16) -> Decision {
 
 fn encode(decision: Decision) -> Value {
     let non_empty = |w: Vec<String>| if w.is_empty() { None } else { Some(w) };
+    let audit = |a: std::collections::BTreeMap<String, String>| {
+        if a.is_empty() {
+            None
+        } else {
+            Some(a.into_iter().collect())
+        }
+    };
     let response = match decision {
-        Decision::Accept { warnings } => ValidationResponse {
+        Decision::Accept { warnings, audit: a } => ValidationResponse {
             accepted: true,
             message: None,
             code: None,
             mutated_object: None,
-            audit_annotations: None,
+            audit_annotations: audit(a),
             warnings: non_empty(warnings),
         },
-        Decision::Mutate { object, warnings } => ValidationResponse {
+        Decision::Mutate {
+            object,
+            warnings,
+            audit: a,
+        } => ValidationResponse {
             accepted: true,
             message: None,
             code: None,
             mutated_object: Some(object),
-            audit_annotations: None,
+            audit_annotations: audit(a),
             warnings: non_empty(warnings),
         },
         Decision::Reject {

@@ -153,6 +153,118 @@ fn set_metadata(
     Ok(changed)
 }
 
+/// Writes caller identity into a pod or pod template (`metadata` + `spec`):
+/// each managed annotation and env var gets exactly the given value, or is
+/// removed when the value is `None` (a managed key is never left forged).
+/// Env vars are set in every container and init container; a duplicate of a
+/// managed name is dropped so exactly one remains.
+pub fn write_managed(
+    template: &mut Value,
+    annotations: &[(String, Option<String>)],
+    env: &[(String, Option<String>)],
+) -> Result<bool, MalformedPod> {
+    let root = template
+        .as_object_mut()
+        .ok_or_else(|| malformed("pod template", "an object"))?;
+    let mut changed = false;
+    if !annotations.is_empty() {
+        let any_value = annotations.iter().any(|(_, v)| v.is_some());
+        let has_annotations = root
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .is_some_and(|a| !a.is_null());
+        if any_value || has_annotations {
+            let metadata = ensure_object(root, "metadata", "metadata")?;
+            let map = ensure_object(metadata, "annotations", "metadata.annotations")?;
+            for (key, value) in annotations {
+                match value {
+                    Some(v) => {
+                        if map.get(key).and_then(Value::as_str) != Some(v.as_str()) {
+                            map.insert(key.clone(), Value::String(v.clone()));
+                            changed = true;
+                        }
+                    }
+                    None => changed |= map.remove(key).is_some(),
+                }
+            }
+        }
+    }
+    if env.is_empty() {
+        return Ok(changed);
+    }
+    let spec = root
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| malformed("spec", "an object"))?;
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
+            continue;
+        };
+        for (index, container) in containers.iter_mut().enumerate() {
+            let path = format!("spec.{list}[{index}]");
+            let container = container
+                .as_object_mut()
+                .ok_or_else(|| malformed(&path, "an object"))?;
+            for (name, value) in env {
+                changed |= set_env(container, name, value.as_deref(), &path)?;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Makes `name` appear exactly once with `value` (or not at all).
+fn set_env(
+    container: &mut Map<String, Value>,
+    name: &str,
+    value: Option<&str>,
+    path: &str,
+) -> Result<bool, MalformedPod> {
+    let env_path = format!("{path}.env");
+    let wanted = value.map(|v| env_value(name, v));
+    let Some(env) = existing_list(container, "env", &env_path)? else {
+        return match wanted {
+            Some(entry) => {
+                ensure_list(container, "env", &env_path)?.push(entry);
+                Ok(true)
+            }
+            None => Ok(false),
+        };
+    };
+    let positions: Vec<usize> = env
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| name_of(e) == Some(name))
+        .map(|(i, _)| i)
+        .collect();
+    match (wanted, positions.split_first()) {
+        (None, _) => {
+            env.retain(|e| name_of(e) != Some(name));
+            Ok(!positions.is_empty())
+        }
+        (Some(entry), None) => {
+            env.push(entry);
+            Ok(true)
+        }
+        (Some(entry), Some((&first, rest))) => {
+            let mut changed = !rest.is_empty();
+            if let Some(slot) = env.get_mut(first) {
+                if *slot != entry {
+                    *slot = entry;
+                    changed = true;
+                }
+            }
+            let mut index = 0;
+            env.retain(|_| {
+                let keep = !rest.contains(&index);
+                index += 1;
+                keep
+            });
+            Ok(changed)
+        }
+    }
+}
+
 /// Checks, before any lookup, that every list the policy may write into has
 /// the JSON type Kubernetes requires, so a malformed pod is denied (400)
 /// without a host call and never half-edited.
@@ -461,6 +573,42 @@ mod tests {
         );
         assert!(changed);
         assert_eq!(pod["spec"]["volumes"][0]["name"], "tok");
+    }
+
+    #[test]
+    fn managed_values_are_set_replaced_deduplicated_or_removed() {
+        let mut pod = json!({"metadata": {"annotations": {"who": "forged", "keep": "x"}},
+            "spec": {"containers": [
+                {"name": "a", "env": [{"name": "SUB", "value": "forged"}, {"name": "OTHER", "value": "1"}, {"name": "SUB", "valueFrom": {}}]},
+                {"name": "b"}
+            ], "initContainers": [{"name": "i", "env": [{"name": "GONE", "value": "x"}]}]}});
+        let annotations = [
+            ("who".to_string(), Some("alice".to_string())),
+            ("team".to_string(), None),
+        ];
+        let env = [
+            ("SUB".to_string(), Some("u-1".to_string())),
+            ("GONE".to_string(), None),
+        ];
+        assert!(write_managed(&mut pod, &annotations, &env).unwrap());
+        assert_eq!(
+            pod,
+            json!({"metadata": {"annotations": {"who": "alice", "keep": "x"}},
+                "spec": {"containers": [
+                    {"name": "a", "env": [{"name": "SUB", "value": "u-1"}, {"name": "OTHER", "value": "1"}]},
+                    {"name": "b", "env": [{"name": "SUB", "value": "u-1"}]}
+                ], "initContainers": [{"name": "i", "env": [{"name": "SUB", "value": "u-1"}]}]}})
+        );
+        assert!(!write_managed(&mut pod, &annotations, &env).unwrap());
+    }
+
+    #[test]
+    fn removing_absent_managed_values_creates_nothing() {
+        let mut pod = json!({"metadata": {}, "spec": {"containers": [{"name": "a"}]}});
+        let before = pod.clone();
+        let none = [("who".to_string(), None)];
+        assert!(!write_managed(&mut pod, &none, &none).unwrap());
+        assert_eq!(pod, before);
     }
 
     #[test]

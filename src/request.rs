@@ -4,6 +4,8 @@
 //! unknown to any Kubernetes schema survive. Errors name the field, never
 //! echo the payload (it may hold env values).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 /// `{"request": AdmissionRequest, "settings": ...}`, reduced to what we read.
@@ -15,6 +17,60 @@ pub struct Input {
     pub operation: String,
     pub namespace: String,
     pub object: Value,
+    /// The object before an UPDATE (`null` otherwise).
+    pub old_object: Value,
+    /// Who sent the request, as the API server authenticated it.
+    pub user: UserInfo,
+}
+
+/// The request's `userInfo`: where the caller's token claims end up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// Reads `userInfo`, ignoring values of the wrong JSON type.
+    fn from_value(value: Option<&Value>) -> UserInfo {
+        let Some(value) = value else {
+            return UserInfo::default();
+        };
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        UserInfo {
+            username: value
+                .get("username")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            uid: value
+                .get("uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            groups: strings(value.get("groups")),
+            extra: value
+                .get("extra")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), strings(Some(v))))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 }
 
 impl Input {
@@ -43,6 +99,11 @@ impl Input {
                 .get_mut("object")
                 .map(Value::take)
                 .unwrap_or(Value::Null),
+            old_object: request
+                .get_mut("oldObject")
+                .map(Value::take)
+                .unwrap_or(Value::Null),
+            user: UserInfo::from_value(request.get("userInfo")),
         };
         Ok((input, settings))
     }
@@ -56,6 +117,8 @@ impl Input {
             operation: "CREATE".to_string(),
             namespace: namespace.to_string(),
             object,
+            old_object: Value::Null,
+            user: UserInfo::default(),
         }
     }
 }

@@ -27,6 +27,86 @@ pub struct Settings {
     /// Token providers defined entirely in settings.
     pub custom_providers: Vec<CustomProvider>,
     pub lookup_failure: LookupFailure,
+    /// Stamps the requester's identity on pods and pod templates.
+    pub identity_injection: IdentityInjection,
+    /// ServiceAccount-like annotations granted by the requester's identity.
+    pub identity_bindings: Vec<IdentityBinding>,
+}
+
+/// Caller identity injection, drop-in for Union's `identityInjection` schema.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct IdentityInjection {
+    pub enabled: bool,
+    /// Claims stamped as pod (template) annotations.
+    pub annotations: Vec<ClaimTarget>,
+    /// Claims stamped as env vars in every container and init container.
+    pub environment_variables: Vec<ClaimTarget>,
+    /// Claim name → `username`, `uid`, `groups` or `extra.<key>`.
+    pub claim_mappings: BTreeMap<String, String>,
+    /// Requesters whose objects keep the managed values they carry.
+    pub trusted_requesters: TrustedRequesters,
+    pub on_missing_required: OnMissingRequired,
+}
+
+impl Default for IdentityInjection {
+    fn default() -> Self {
+        IdentityInjection {
+            enabled: false,
+            annotations: Vec::new(),
+            environment_variables: Vec::new(),
+            claim_mappings: BTreeMap::new(),
+            trusted_requesters: TrustedRequesters::default(),
+            on_missing_required: OnMissingRequired::Warn,
+        }
+    }
+}
+
+/// One claim → one annotation key or env var name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimTarget {
+    pub claim_name: String,
+    pub target_key: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// Who may carry managed values it did not get stamped with: the
+/// controllers that copy templates into pods. Each list replaces its default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TrustedRequesters {
+    pub usernames: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl Default for TrustedRequesters {
+    fn default() -> Self {
+        TrustedRequesters {
+            usernames: vec!["system:kube-controller-manager".to_string()],
+            groups: vec!["system:serviceaccounts:kube-system".to_string()],
+        }
+    }
+}
+
+/// What a missing `required` claim does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnMissingRequired {
+    #[default]
+    Warn,
+    Reject,
+}
+
+/// When the requester's `claim` has one of `values`, `annotations` act as
+/// ServiceAccount annotations (below the ServiceAccount's own, above overlays).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityBinding {
+    pub claim: String,
+    pub values: Vec<String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Static annotations for a ServiceAccount (`namespace: "*"` matches every
@@ -307,6 +387,7 @@ impl Settings {
             }
         }
         self.validate_custom_providers(&mut errors);
+        self.validate_identity(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -445,6 +526,76 @@ impl Settings {
                     _ => errors.push(format!(
                         "{env_field}: set exactly one of value and valueFrom"
                     )),
+                }
+            }
+        }
+    }
+
+    fn validate_identity(&self, errors: &mut Vec<String>) {
+        let id = &self.identity_injection;
+        for (list, field, is_valid, what) in [
+            (
+                &id.annotations,
+                "identityInjection.annotations",
+                is_qualified_key as fn(&str) -> bool,
+                "an annotation key ([prefix/]name)",
+            ),
+            (
+                &id.environment_variables,
+                "identityInjection.environmentVariables",
+                is_env_name as fn(&str) -> bool,
+                "an environment variable name",
+            ),
+        ] {
+            let mut seen = Vec::new();
+            for (i, target) in list.iter().enumerate() {
+                if target.claim_name.trim().is_empty() {
+                    errors.push(format!("{field}[{i}].claimName: must not be empty"));
+                }
+                if !is_valid(&target.target_key) {
+                    errors.push(format!(
+                        "{field}[{i}].targetKey: {:?} is not {what}",
+                        target.target_key
+                    ));
+                }
+                if seen.contains(&target.target_key.as_str()) {
+                    errors.push(format!(
+                        "{field}[{i}].targetKey: {:?} is set twice",
+                        target.target_key
+                    ));
+                }
+                seen.push(&target.target_key);
+            }
+        }
+        for (claim, source) in &id.claim_mappings {
+            let valid = matches!(source.as_str(), "username" | "uid" | "groups")
+                || source
+                    .strip_prefix("extra.")
+                    .is_some_and(|key| !key.is_empty());
+            if !valid {
+                errors.push(format!(
+                    "identityInjection.claimMappings.{claim}: {source:?} is not one of \"username\", \"uid\", \"groups\", \"extra.<key>\""
+                ));
+            }
+        }
+        for (i, binding) in self.identity_bindings.iter().enumerate() {
+            let field = format!("identityBindings[{i}]");
+            if binding.claim.trim().is_empty() {
+                errors.push(format!("{field}.claim: must not be empty"));
+            }
+            if binding.values.is_empty() || binding.values.iter().any(|v| v.is_empty()) {
+                errors.push(format!(
+                    "{field}.values: must be a non-empty list of non-empty values"
+                ));
+            }
+            if binding.annotations.is_empty() {
+                errors.push(format!("{field}.annotations: must not be empty"));
+            }
+            for key in binding.annotations.keys() {
+                if !is_qualified_key(key) {
+                    errors.push(format!(
+                        "{field}.annotations: {key:?} is not a valid annotation key ([prefix/]name)"
+                    ));
                 }
             }
         }

@@ -1,0 +1,418 @@
+//! Caller identity: turns the request's `userInfo` into the values of the
+//! managed annotations and env vars (`identityInjection`), decides who is
+//! trusted, and which `identityBindings` the requester unlocks.
+//!
+//! No other module reads `userInfo`. Writing stays in `podedit`.
+//! Trust model (README "Caller identity"): an untrusted requester always gets
+//! its own claims stamped, overwriting whatever the object carried, so a
+//! managed value on an object is either the policy's stamp or was copied by a
+//! trusted controller from a template the policy stamped.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::request::UserInfo;
+use crate::settings::{IdentityBinding, IdentityInjection};
+
+/// Where a claim's value comes from in `userInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source<'a> {
+    Username,
+    Uid,
+    Groups,
+    Extra(&'a str),
+}
+
+fn source<'a>(cfg: &'a IdentityInjection, claim: &'a str) -> Source<'a> {
+    let mapped = cfg.claim_mappings.get(claim).map(String::as_str);
+    match mapped.unwrap_or(claim) {
+        "username" | "preferred_username" => Source::Username,
+        "uid" | "sub" => Source::Uid,
+        "groups" => Source::Groups,
+        other => match mapped.and_then(|m| m.strip_prefix("extra.")) {
+            Some(key) => Source::Extra(key),
+            None => Source::Extra(other),
+        },
+    }
+}
+
+/// Every non-empty value of `claim` for this requester (one for username
+/// and uid; any number for groups and extra).
+pub fn claim_values(cfg: &IdentityInjection, user: &UserInfo, claim: &str) -> Vec<String> {
+    let values: Vec<String> = match source(cfg, claim) {
+        Source::Username => vec![user.username.clone()],
+        Source::Uid => vec![user.uid.clone()],
+        Source::Groups => user.groups.clone(),
+        Source::Extra(key) => user.extra.get(key).cloned().unwrap_or_default(),
+    };
+    values.into_iter().filter(|v| !v.is_empty()).collect()
+}
+
+/// The claim as one string (multi-valued claims joined with `,`); `None`
+/// when absent or empty.
+pub fn claim_value(cfg: &IdentityInjection, user: &UserInfo, claim: &str) -> Option<String> {
+    let values = claim_values(cfg, user, claim);
+    if values.is_empty() {
+        None
+    } else {
+        Some(values.join(","))
+    }
+}
+
+/// True for the controllers that copy templates into objects.
+pub fn is_trusted(cfg: &IdentityInjection, user: &UserInfo) -> bool {
+    let trusted = &cfg.trusted_requesters;
+    trusted.usernames.contains(&user.username)
+        || user.groups.iter().any(|g| trusted.groups.contains(g))
+}
+
+/// The managed keys with the values this requester's claims give them;
+/// `None` means the claim is missing and the key must be removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub annotations: Vec<(String, Option<String>)>,
+    pub env: Vec<(String, Option<String>)>,
+    /// `(claim, target)` of required claims that are missing.
+    pub missing_required: Vec<(String, String)>,
+}
+
+impl Stamp {
+    /// The targets that receive a value, for the audit log.
+    pub fn stamped_keys(&self) -> Vec<&str> {
+        self.annotations
+            .iter()
+            .chain(&self.env)
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+}
+
+/// What the requester's own claims stamp.
+pub fn stamp_for(cfg: &IdentityInjection, user: &UserInfo) -> Stamp {
+    let mut stamp = Stamp::default();
+    for (targets, out) in [
+        (&cfg.annotations, &mut stamp.annotations),
+        (&cfg.environment_variables, &mut stamp.env),
+    ] {
+        for target in targets {
+            let value = claim_value(cfg, user, &target.claim_name);
+            if value.is_none() && target.required {
+                stamp
+                    .missing_required
+                    .push((target.claim_name.clone(), target.target_key.clone()));
+            }
+            out.push((target.target_key.clone(), value));
+        }
+    }
+    stamp
+}
+
+/// JSON pointer of the pod template in an object of this kind, for every
+/// kind whose pods the trust model covers; `Some("")` for a Pod itself.
+pub fn template_pointer(group: &str, kind: &str) -> Option<&'static str> {
+    match (group, kind) {
+        ("", "Pod") => Some(""),
+        ("", "ReplicationController")
+        | ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("batch", "Job") => Some("/spec/template"),
+        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// The annotations the requester's identity unlocks, merged in settings
+/// order (a later binding wins on the same key).
+///
+/// The effective value of a binding's claim is the requester's own claim
+/// when it is untrusted, and, when it is a trusted controller, the managed
+/// annotation stamped from that claim on the pod (only meaningful when
+/// identity injection is on, since only then is that annotation unforgeable).
+pub fn bound_annotations<'a>(
+    cfg: &IdentityInjection,
+    bindings: &'a [IdentityBinding],
+    user: &UserInfo,
+    pod_annotations: &BTreeMap<&str, &str>,
+) -> BTreeMap<&'a str, &'a str> {
+    let trusted = is_trusted(cfg, user);
+    let mut merged = BTreeMap::new();
+    for binding in bindings {
+        let values: Vec<String> = if !trusted {
+            claim_values(cfg, user, &binding.claim)
+        } else if cfg.enabled {
+            cfg.annotations
+                .iter()
+                .filter(|t| t.claim_name == binding.claim)
+                .filter_map(|t| pod_annotations.get(t.target_key.as_str()))
+                .flat_map(|v| v.split(','))
+                .map(str::to_string)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if values.iter().any(|v| binding.values.contains(v)) {
+            merged.extend(
+                binding
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
+    }
+    merged
+}
+
+/// The managed annotations and env of a template with every managed key
+/// removed, for comparing two templates "apart from the stamp".
+pub fn without_managed(cfg: &IdentityInjection, template: &Value) -> Value {
+    let mut copy = template.clone();
+    if let Some(annotations) = copy
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        for target in &cfg.annotations {
+            annotations.remove(&target.target_key);
+        }
+        if annotations.is_empty() {
+            if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("annotations");
+            }
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = copy
+            .pointer_mut(&format!("/spec/{list}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+            let empty = match container.get_mut("env").and_then(Value::as_array_mut) {
+                Some(env) => {
+                    env.retain(|e| {
+                        let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+                        !cfg.environment_variables
+                            .iter()
+                            .any(|t| t.target_key == name)
+                    });
+                    env.is_empty()
+                }
+                None => false,
+            };
+            if empty {
+                container.remove("env");
+            }
+        }
+    }
+    copy
+}
+
+/// The managed values a template currently carries, as a [`Stamp`]
+/// (env values from the first container that sets each name).
+pub fn managed_in(cfg: &IdentityInjection, template: &Value) -> Stamp {
+    let annotation = |key: &str| {
+        template
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let env = |name: &str| {
+        ["containers", "initContainers"]
+            .iter()
+            .filter_map(|list| template.pointer(&format!("/spec/{list}")))
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|c| c.get("env").and_then(Value::as_array))
+            .flatten()
+            .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|e| e.get("value").and_then(Value::as_str))
+            .map(str::to_string)
+    };
+    Stamp {
+        annotations: cfg
+            .annotations
+            .iter()
+            .map(|t| (t.target_key.clone(), annotation(&t.target_key)))
+            .collect(),
+        env: cfg
+            .environment_variables
+            .iter()
+            .map(|t| (t.target_key.clone(), env(&t.target_key)))
+            .collect(),
+        missing_required: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use serde_json::json;
+
+    fn cfg(raw: &str) -> IdentityInjection {
+        Settings::from_json(raw.as_bytes())
+            .unwrap()
+            .identity_injection
+    }
+
+    fn alice() -> UserInfo {
+        UserInfo {
+            username: "alice".into(),
+            uid: "u-1".into(),
+            groups: vec!["eng".into(), "system:authenticated".into()],
+            extra: BTreeMap::from([("email".to_string(), vec!["alice@example.com".to_string()])]),
+        }
+    }
+
+    #[test]
+    fn default_claim_sources() {
+        let c = cfg("{}");
+        let u = alice();
+        assert_eq!(
+            claim_value(&c, &u, "preferred_username").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(claim_value(&c, &u, "username").as_deref(), Some("alice"));
+        assert_eq!(claim_value(&c, &u, "sub").as_deref(), Some("u-1"));
+        assert_eq!(claim_value(&c, &u, "uid").as_deref(), Some("u-1"));
+        assert_eq!(
+            claim_value(&c, &u, "groups").as_deref(),
+            Some("eng,system:authenticated")
+        );
+        assert_eq!(
+            claim_value(&c, &u, "email").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(claim_value(&c, &u, "team"), None);
+    }
+
+    #[test]
+    fn claim_mappings_override() {
+        let c = cfg(
+            r#"{"identityInjection":{"claimMappings":{"sub":"extra.email","login":"username"}}}"#,
+        );
+        let u = alice();
+        assert_eq!(
+            claim_value(&c, &u, "sub").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(claim_value(&c, &u, "login").as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn trust_defaults_to_kube_system_controllers() {
+        let c = cfg("{}");
+        let rs = UserInfo {
+            username: "system:serviceaccount:kube-system:replicaset-controller".into(),
+            groups: vec!["system:serviceaccounts:kube-system".into()],
+            ..UserInfo::default()
+        };
+        let kcm = UserInfo {
+            username: "system:kube-controller-manager".into(),
+            ..UserInfo::default()
+        };
+        assert!(is_trusted(&c, &rs) && is_trusted(&c, &kcm));
+        assert!(!is_trusted(&c, &alice()));
+    }
+
+    #[test]
+    fn missing_claims_are_removed_and_required_ones_reported() {
+        let c = cfg(r#"{"identityInjection":{"enabled":true,
+                "annotations":[{"claimName":"preferred_username","targetKey":"union.ai/created-by","required":true},
+                               {"claimName":"team","targetKey":"union.ai/team"}],
+                "environmentVariables":[{"claimName":"sub","targetKey":"UNION_USER_SUBJECT","required":true}]}}"#);
+        let u = UserInfo {
+            username: "bob".into(),
+            ..UserInfo::default()
+        };
+        let stamp = stamp_for(&c, &u);
+        assert_eq!(
+            stamp.annotations,
+            [
+                ("union.ai/created-by".to_string(), Some("bob".to_string())),
+                ("union.ai/team".to_string(), None)
+            ]
+        );
+        assert_eq!(stamp.env, [("UNION_USER_SUBJECT".to_string(), None)]);
+        assert_eq!(
+            stamp.missing_required,
+            [("sub".to_string(), "UNION_USER_SUBJECT".to_string())]
+        );
+        assert_eq!(stamp.stamped_keys(), ["union.ai/created-by"]);
+    }
+
+    #[test]
+    fn template_pointers() {
+        assert_eq!(template_pointer("", "Pod"), Some(""));
+        assert_eq!(
+            template_pointer("apps", "Deployment"),
+            Some("/spec/template")
+        );
+        assert_eq!(
+            template_pointer("batch", "CronJob"),
+            Some("/spec/jobTemplate/spec/template")
+        );
+        assert_eq!(template_pointer("", "ConfigMap"), None);
+        assert_eq!(template_pointer("extensions", "Deployment"), None);
+    }
+
+    #[test]
+    fn bindings_use_own_claims_for_untrusted_and_the_stamp_for_trusted() {
+        let settings = Settings::from_json(
+            br#"{"identityInjection":{"enabled":true,"annotations":[{"claimName":"groups","targetKey":"union.ai/user-groups"}]},
+                "identityBindings":[{"claim":"groups","values":["eng"],"annotations":{"eks.amazonaws.com/role-arn":"arn:aws:iam::111122223333:role/eng"}}]}"#,
+        )
+        .unwrap();
+        let c = &settings.identity_injection;
+        let forged = BTreeMap::from([("union.ai/user-groups", "eng")]);
+        let mallory = UserInfo {
+            username: "mallory".into(),
+            groups: vec!["sales".into()],
+            ..UserInfo::default()
+        };
+        assert!(bound_annotations(c, &settings.identity_bindings, &mallory, &forged).is_empty());
+        assert_eq!(
+            bound_annotations(c, &settings.identity_bindings, &alice(), &BTreeMap::new()).len(),
+            1
+        );
+        let controller = UserInfo {
+            username: "system:serviceaccount:kube-system:job-controller".into(),
+            groups: vec!["system:serviceaccounts:kube-system".into()],
+            ..UserInfo::default()
+        };
+        let stamped = BTreeMap::from([("union.ai/user-groups", "platform,eng")]);
+        assert_eq!(
+            bound_annotations(c, &settings.identity_bindings, &controller, &stamped).len(),
+            1
+        );
+        assert!(bound_annotations(
+            c,
+            &settings.identity_bindings,
+            &controller,
+            &BTreeMap::new()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn comparison_ignores_managed_keys_only() {
+        let c = cfg(r#"{"identityInjection":{"enabled":true,
+                "annotations":[{"claimName":"preferred_username","targetKey":"union.ai/created-by"}],
+                "environmentVariables":[{"claimName":"sub","targetKey":"UNION_USER_SUBJECT"}]}}"#);
+        let stamped = json!({"metadata": {"annotations": {"union.ai/created-by": "alice"}},
+            "spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "UNION_USER_SUBJECT", "value": "u-1"}]}]}});
+        let plain = json!({"metadata": {}, "spec": {"containers": [{"name": "a", "image": "x"}]}});
+        assert_eq!(without_managed(&c, &stamped), without_managed(&c, &plain));
+        let other_image =
+            json!({"metadata": {}, "spec": {"containers": [{"name": "a", "image": "y"}]}});
+        assert_ne!(
+            without_managed(&c, &stamped),
+            without_managed(&c, &other_image)
+        );
+        let managed = managed_in(&c, &stamped);
+        assert_eq!(managed.annotations[0].1.as_deref(), Some("alice"));
+        assert_eq!(managed.env[0].1.as_deref(), Some("u-1"));
+    }
+}
