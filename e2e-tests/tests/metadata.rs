@@ -123,13 +123,46 @@ fn expected_image(metadata: &Yaml) -> String {
     )
 }
 
-fn pod_create_rules() -> Json {
-    json!([{
-        "apiGroups": [""],
-        "apiVersions": ["v1"],
-        "resources": ["pods"],
-        "operations": ["CREATE"],
-    }])
+/// Pods and every workload kind whose pod template caller identity stamps
+/// (`caller::template_pointer`), on CREATE and UPDATE.
+fn expected_rules() -> Json {
+    let ops = json!(["CREATE", "UPDATE"]);
+    json!([
+        {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods", "replicationcontrollers"], "operations": ops},
+        {"apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "operations": ops},
+        {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs", "cronjobs"], "operations": ops},
+    ])
+}
+
+/// Every kind the rules name is one the policy knows the pod template of.
+#[test]
+fn rules_cover_exactly_the_kinds_the_policy_handles() {
+    let kinds = [
+        ("", "Pod"),
+        ("", "ReplicationController"),
+        ("apps", "Deployment"),
+        ("apps", "ReplicaSet"),
+        ("apps", "StatefulSet"),
+        ("apps", "DaemonSet"),
+        ("batch", "Job"),
+        ("batch", "CronJob"),
+    ];
+    for (group, kind) in kinds {
+        assert!(
+            workload_identity_policy::caller::template_pointer(group, kind).is_some(),
+            "{group}/{kind} is in the rules but the policy has no pod template pointer for it"
+        );
+    }
+    let resources: usize = expected_rules()
+        .as_array()
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| r["resources"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(resources, kinds.len(), "one resource per handled kind");
 }
 
 fn service_account_resource() -> Json {
@@ -142,8 +175,8 @@ fn metadata_declares_what_the_policy_needs() {
 
     assert_eq!(
         to_json(&m["rules"], "rules"),
-        pod_create_rules(),
-        "{METADATA} rules: must be exactly pods CREATE in core/v1"
+        expected_rules(),
+        "{METADATA} rules: must be exactly the pod and workload kinds, CREATE and UPDATE"
     );
     assert_eq!(
         m["mutating"].as_bool(),
@@ -200,8 +233,8 @@ fn metadata_declares_what_the_policy_needs() {
     }
     assert_eq!(
         annotation(&m, "io.artifacthub.resources"),
-        "Pod",
-        "{METADATA} annotations.\"io.artifacthub.resources\": must be Pod"
+        "Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController",
+        "{METADATA} annotations.\"io.artifacthub.resources\": must list the handled kinds"
     );
 }
 
