@@ -1,7 +1,8 @@
 //! Runs the real policy module on every case under `fixtures/<name>/`: `request.json`
 //! (AdmissionReview), optional `settings.json` (default `{}`) and `session.yml`, and the golden
 //! `expected.json`, either
-//! `{"allowed", "warnings", "status" (rejections only), "object" (mutated object or null), "lookups"}`
+//! `{"allowed", "warnings", "status" (rejections only), "object" (mutated object or null), "lookups",
+//! "auditAnnotations" (when any)}`
 //! or `{"settingsValid": false, "settingsMessage"}`.
 //!
 //! Per case it also checks idempotency (the mutated object fed back yields no patch) and runs the
@@ -32,6 +33,9 @@ struct Decision {
     status: Option<Status>,
     object: Value,
     lookups: usize,
+    /// Audit annotations (caller identity stamps), when any.
+    #[serde(rename = "auditAnnotations", skip_serializing_if = "Option::is_none")]
+    audit_annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The golden expectation of a case whose settings are refused.
@@ -185,6 +189,7 @@ fn run_case(policy: &Policy, dir: &Path, bless: bool) -> Result<Vec<String>> {
             status: response.status.clone(),
             object: mutated.unwrap_or(Value::Null),
             lookups: evaluation.host_calls,
+            audit_annotations: response.audit_annotations.clone(),
         })
     } else {
         Outcome::RefusedSettings(RefusedSettings {
