@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::providers::BUILTIN_LAYOUTS;
+
 /// The API server refuses projected tokens that live shorter than this (seconds).
 pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
 /// The API server refuses projected tokens that live longer than 2^32 seconds.
@@ -458,9 +460,10 @@ impl Settings {
             );
             check_mount_path(&format!("{field}.mountPath"), &p.mount_path, errors);
             check_dns_label(&format!("{field}.volumeName"), &p.volume_name, errors);
-            if let Some(builtin) = BUILTIN_VOLUMES
+            if let Some(builtin) = BUILTIN_LAYOUTS
                 .iter()
-                .find(|v| p.volume_name.starts_with(**v))
+                .map(|l| l.volume_name)
+                .find(|v| p.volume_name.starts_with(v))
             {
                 errors.push(format!(
                     "{field}.volumeName: {:?} clashes with the built-in volume {builtin:?}",
@@ -604,30 +607,10 @@ impl Settings {
     /// Mount paths the built-in providers use with these settings.
     pub fn builtin_mount_paths(&self) -> Vec<&str> {
         let mut paths = vec![self.aws.token_mount_path.trim_end_matches('/')];
-        paths.extend(BUILTIN_MOUNT_PATHS);
+        paths.extend(BUILTIN_LAYOUTS.iter().map(|l| l.mount_path));
         paths
     }
 }
-
-/// Volume names (or prefixes) the built-in providers own.
-pub const BUILTIN_VOLUMES: [&str; 6] = [
-    "aws-iam-token",
-    "eks-pod-identity-token",
-    "stackit-workload-identity",
-    "azure-identity-token",
-    "azure-workload-identity-reserved-",
-    "gcp-iam-token",
-];
-
-/// Fixed mount paths of the built-in providers (AWS IRSA's comes from settings).
-pub const BUILTIN_MOUNT_PATHS: [&str; 6] = [
-    "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount",
-    "/var/run/secrets/stackit.cloud/serviceaccount",
-    "/var/run/secrets/azure/tokens",
-    "/var/run/secrets/azure/wi",
-    "/var/run/secrets/sts.googleapis.com/serviceaccount",
-    "/var/run/secrets/workload-identity",
-];
 
 /// One path equals or contains the other (a mount would shadow the other's files).
 fn paths_overlap(a: &str, b: &str) -> bool {
@@ -906,6 +889,19 @@ mod tests {
         ] {
             assert!(err.contains(expected), "missing {expected:?} in {err:?}");
         }
+    }
+
+    #[rstest]
+    #[case::gcp_credential_volume("external-credential-config", "/var/run/custom")]
+    #[case::azure_v16_prefix("azure-workload-identity-reserved-x", "/var/run/custom")]
+    #[case::pod_identity_path("custom", "/var/run/secrets/pods.eks.amazonaws.com")]
+    #[case::gcp_credential_path("custom", "/var/run/secrets/workload-identity/sub")]
+    fn every_builtin_layout_is_protected(#[case] volume: &str, #[case] path: &str) {
+        let raw = format!(
+            r#"{{"customProviders":[{{"name":"c","serviceAccountAnnotation":"x/y","audience":"a","mountPath":"{path}","volumeName":"{volume}"}}]}}"#
+        );
+        let err = Settings::from_json(raw.as_bytes()).unwrap_err();
+        assert!(err.contains("clashes with the built-in"), "{err}");
     }
 
     #[rstest]

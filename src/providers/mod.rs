@@ -30,6 +30,20 @@ pub struct TokenLayout {
     pub token_file: &'static str,
 }
 
+/// Every volume the built-in providers own, in one table: settings
+/// validation refuses custom providers that clash with any of them. The AWS
+/// IRSA mount path also comes from settings (`aws.tokenMountPath`), which
+/// validation adds. Azure v1.6's `volume_name` is a prefix.
+pub const BUILTIN_LAYOUTS: [TokenLayout; 7] = [
+    aws::LAYOUT,
+    aws::POD_IDENTITY_LAYOUT,
+    stackit::LAYOUT,
+    azure::LAYOUT_V1_5,
+    azure::LAYOUT_V1_6,
+    gcp::LAYOUT,
+    gcp::CREDENTIAL_LAYOUT,
+];
+
 /// A projected ServiceAccount token volume, as every anchor writes it.
 pub fn projected_token_volume(
     name: &str,
