@@ -636,23 +636,29 @@ pub fn is_env_name(name: &str) -> bool {
 /// Every `{...}` in a template names a known placeholder.
 fn check_template(template: &str) -> Result<(), String> {
     let mut rest = template;
-    while let Some(start) = rest.find(['{', '}']) {
-        let after = &rest[start..];
-        if after.starts_with('}') {
-            return Err(format!("{template:?} has an unmatched \"}}\""));
+    loop {
+        let open = rest.find('{');
+        let close = rest.find('}');
+        match (open, close) {
+            (None, None) => return Ok(()),
+            (_, Some(c)) if open.is_none_or(|o| c < o) => {
+                return Err(format!("{template:?} has an unmatched \"}}\""));
+            }
+            _ => {}
         }
-        let Some(end) = after.find('}') else {
+        let Some((_, after)) = rest.split_once('{') else {
+            return Ok(());
+        };
+        let Some((name, tail)) = after.split_once('}') else {
             return Err(format!("{template:?} has an unclosed \"{{\""));
         };
-        let name = &after[1..end];
         if !CUSTOM_PLACEHOLDERS.contains(&name) {
             return Err(format!(
                 "{template:?} uses unknown placeholder {{{name}}}, expected one of {{value}}, {{tokenFile}}, {{namespace}}, {{serviceAccount}}"
             ));
         }
-        rest = &after[end + 1..];
+        rest = tail;
     }
-    Ok(())
 }
 
 /// A label or annotation key: optional DNS-subdomain prefix, `/`, and a
@@ -889,6 +895,16 @@ mod tests {
         ] {
             assert!(err.contains(expected), "missing {expected:?} in {err:?}");
         }
+    }
+
+    #[rstest]
+    #[case::plain("https://vault:8200", Ok(()))]
+    #[case::several("{namespace}/{serviceAccount}:{value}@{tokenFile}", Ok(()))]
+    #[case::unmatched_close("a}b", Err("\"a}b\" has an unmatched \"}\"".to_string()))]
+    #[case::unclosed("a{value", Err("\"a{value\" has an unclosed \"{\"".to_string()))]
+    #[case::nested("{a{value}}", Err("\"{a{value}}\" uses unknown placeholder {a{value}, expected one of {value}, {tokenFile}, {namespace}, {serviceAccount}".to_string()))]
+    fn templates(#[case] template: &str, #[case] expected: Result<(), String>) {
+        assert_eq!(check_template(template), expected);
     }
 
     #[rstest]

@@ -56,22 +56,26 @@ pub fn resolve(provider: &CustomProvider, ctx: &Context) -> Resolution {
 fn expand(template: &str, value: &str, token_file: &str, ctx: &Context) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start..];
-        let Some(end) = after.find('}') else { break };
-        let replacement = match &after[1..end] {
-            "value" => Some(value),
-            "tokenFile" => Some(token_file),
-            "namespace" => Some(ctx.sa.namespace.as_str()),
-            "serviceAccount" => Some(ctx.sa.name.as_str()),
-            _ => None,
+    while let Some((before, after)) = rest.split_once('{') {
+        out.push_str(before);
+        let Some((name, tail)) = after.split_once('}') else {
+            out.push('{');
+            rest = after;
+            break;
         };
-        match replacement {
-            Some(r) => out.push_str(r),
-            None => out.push_str(&after[..=end]),
+        match name {
+            "value" => out.push_str(value),
+            "tokenFile" => out.push_str(token_file),
+            "namespace" => out.push_str(&ctx.sa.namespace),
+            "serviceAccount" => out.push_str(&ctx.sa.name),
+            // Settings validation refuses unknown placeholders; keep them verbatim.
+            other => {
+                out.push('{');
+                out.push_str(other);
+                out.push('}');
+            }
         }
-        rest = &after[end + 1..];
+        rest = tail;
     }
     out.push_str(rest);
     out
