@@ -14,6 +14,7 @@ use crate::host::{Lookup, ServiceAccountRef};
 use crate::podedit;
 use crate::providers::{self, aws, azure, custom, gcp, stackit, Context, Findings};
 use crate::request::Input;
+use crate::secrets;
 use crate::settings::{LookupFailure, OnMissingRequired, Settings};
 
 /// What the policy answers.
@@ -72,8 +73,8 @@ impl Effects {
 }
 
 /// Decides one admission request: caller identity first (any supported
-/// kind, CREATE and UPDATE), then cloud identity (Pod CREATE only), both on
-/// the same working copy of the object.
+/// kind, CREATE and UPDATE), then Flyte secrets and cloud identity (Pod
+/// CREATE only), all on the same working copy of the object.
 pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decision {
     let mut fx = Effects::default();
     // The working copy, made only once something may change.
@@ -84,6 +85,10 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
     // Only Pod CREATE carries a pod to give a cloud identity to: UPDATE
     // cannot change volumes or env, and DELETE has no object.
     if input.group.is_empty() && input.kind == "Pod" && input.operation == "CREATE" {
+        // Before the lookup: a pod whose secrets are unreadable is denied without one.
+        if let Err(rejection) = flyte_secrets(settings, input, &mut object, &mut fx) {
+            return rejection;
+        }
         if let Err(rejection) = cloud_identity(settings, input, &mut object, lookup, &mut fx) {
             return rejection;
         }
@@ -199,6 +204,50 @@ fn caller_identity(
         stamp.stamped_keys().join(","),
     );
     Ok(())
+}
+
+/// Flyte task secrets for a Pod CREATE (see `secrets`): from the pod alone,
+/// never a lookup.
+fn flyte_secrets(
+    settings: &Settings,
+    input: &Input,
+    object: &mut Option<Value>,
+    fx: &mut Effects,
+) -> Result<(), Decision> {
+    let pod = object.as_ref().unwrap_or(&input.object);
+    if !secrets::wanted(&settings.secrets, pod) || secrets::requests(pod).is_empty() {
+        return Ok(());
+    }
+    let namespace = if input.namespace.is_empty() {
+        pod.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+    } else {
+        input.namespace.as_str()
+    };
+    let pod_ref = pod_ref(namespace, pod);
+    if let Err(malformed) = podedit::check_shape(pod) {
+        return Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400));
+    }
+    let mut findings = Findings::default();
+    let injections = secrets::resolve(&settings.secrets, pod, &pod_ref, &mut findings);
+    fx.warnings.extend(findings.warnings);
+    if !findings.denials.is_empty() {
+        return Err(std::mem::take(fx).reject(
+            format!("pod {pod_ref}: {}", findings.denials.join("; ")),
+            403,
+        ));
+    }
+    if injections.is_empty() {
+        return Ok(());
+    }
+    let working = object.get_or_insert_with(|| input.object.clone());
+    match podedit::apply(working, &injections, &pod_ref, &mut fx.warnings) {
+        Ok(_) => Ok(()),
+        Err(malformed) => {
+            Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400))
+        }
+    }
 }
 
 /// Cloud workload identity for a Pod CREATE, from its ServiceAccount.
@@ -696,6 +745,42 @@ mod tests {
             (400, "pod team-a/web-*: spec.containers is not a list")
         );
         assert!(accounts.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn flyte_secrets_need_no_lookup_and_bad_ones_deny_before_it() {
+        let accounts = Accounts::with(json!({"eks.amazonaws.com/role-arn": ROLE}));
+        let flyte = |value: &str| {
+            pod(
+                json!({"labels": {"inject-flyte-secrets": "true"}, "annotations": {"flyte.secrets/s0": value}}),
+                json!({"serviceAccountName": "app", "containers": [{"name": "a"}]}),
+            )
+        };
+        let Decision::Reject { message, code, .. } =
+            run(&Settings::default(), flyte("NOT-BASE32"), &accounts)
+        else {
+            panic!()
+        };
+        assert_eq!(code, 403);
+        assert!(
+            message.starts_with("pod team-a/web-*: annotation \"flyte.secrets/s0\": is not base32"),
+            "{message}"
+        );
+        assert!(accounts.calls.borrow().is_empty());
+
+        let off = Settings::from_json(
+            br#"{"aws":{"enabled":false},"stackit":{"enabled":false},"gcp":{"enabled":false}}"#,
+        )
+        .unwrap();
+        let value = secrets::encode_text("group: \"db\" key: \"pw\" mount_requirement: ENV_VAR");
+        let (object, warnings) = mutated(run(&off, flyte(&value), &accounts));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            object["spec"]["containers"][0]["env"][0]["name"],
+            "_FSEC_DB_PW"
+        );
+        assert!(accounts.calls.borrow().is_empty());
+        assert_eq!(run(&off, object, &accounts), Decision::accept());
     }
 
     #[test]

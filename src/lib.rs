@@ -4,7 +4,8 @@
 //!
 //! Layout: [`settings`] (decode + validate), [`request`] (decode the payload),
 //! [`core::decide`] (the pure decision), [`providers`] (per-cloud rules as
-//! data), [`podedit`] (the only JSON writer), [`host`] (the one lookup).
+//! data), [`secrets`] (Flyte task secrets), [`podedit`] (the only JSON
+//! writer), [`host`] (the one lookup).
 //! This file is the waPC glue: decode, look up, call the core, encode. No
 //! error or panic leaves it: Kubewarden turns those into a 500 denial that
 //! ignores the webhook's failurePolicy.
@@ -15,6 +16,7 @@ pub mod host;
 pub mod podedit;
 pub mod providers;
 pub mod request;
+pub mod secrets;
 pub mod settings;
 
 use kubewarden_policy_sdk::response::ValidationResponse;

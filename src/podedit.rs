@@ -13,8 +13,14 @@ use serde_json::{json, Map, Value};
 pub struct Injection {
     /// Human name for warnings, e.g. "AWS IRSA".
     pub provider: String,
+    /// What the provider gives, for warnings: "identity" unless set.
+    pub gives: String,
     /// Whole volume objects, `name` included. Added when at least one
     /// container receives the provider, unless a volume of that name exists.
+    /// When it exists and both are `secret` volumes of the same `secretName`
+    /// with `items` lists, the items whose `key` and `path` are both new are
+    /// appended to it (Flyte's several keys of one group); an existing
+    /// secret volume without `items` already projects every key.
     pub volumes: Vec<Value>,
     /// Read-only mounts added to every container not skipped.
     pub mounts: Vec<Mount>,
@@ -29,6 +35,9 @@ pub struct Injection {
     pub managed_annotations: Vec<(String, String)>,
     /// Pod labels added when absent (EKS Pod Identity's marker).
     pub labels: Vec<(String, String)>,
+    /// Pod annotations added when absent: a user-supplied one is kept
+    /// (Flyte's Vault Agent annotations).
+    pub default_annotations: Vec<(String, String)>,
 }
 
 /// A read-only mount of one of the injection's volumes.
@@ -43,12 +52,14 @@ impl Injection {
     pub fn new(provider: impl Into<String>) -> Injection {
         Injection {
             provider: provider.into(),
+            gives: "identity".to_string(),
             volumes: Vec::new(),
             mounts: Vec::new(),
             env_groups: Vec::new(),
             skip_containers: Vec::new(),
             managed_annotations: Vec::new(),
             labels: Vec::new(),
+            default_annotations: Vec::new(),
         }
     }
 }
@@ -98,8 +109,8 @@ pub fn apply(
                 match inject_container(container, injection, &path)? {
                     Outcome::Skipped => {}
                     Outcome::Conflict { name, volume, at } => warnings.push(format!(
-                        "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {at:?}; {} identity not injected into it",
-                        injection.provider
+                        "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {at:?}; {} {} not injected into it",
+                        injection.provider, injection.gives
                     )),
                     Outcome::Injected { changed: c } => {
                         received = true;
@@ -111,16 +122,74 @@ pub fn apply(
         if !received {
             continue;
         }
-        let volumes = ensure_list(spec, "volumes", "spec.volumes")?;
+        // An env-only injection (Flyte's ENV_VAR secrets) adds no `volumes: []`.
+        let volumes = if injection.volumes.is_empty() {
+            &mut Vec::new()
+        } else {
+            ensure_list(spec, "volumes", "spec.volumes")?
+        };
         for volume in &injection.volumes {
             let name = name_of(volume);
-            if !volumes.iter().any(|v| name_of(v) == name) {
-                volumes.push(volume.clone());
-                changed = true;
+            let at = volumes.iter().position(|v| name_of(v) == name);
+            match at.and_then(|at| Some((at, volumes.get_mut(at)?))) {
+                None => {
+                    volumes.push(volume.clone());
+                    changed = true;
+                }
+                Some((at, existing)) => {
+                    let path = format!("spec.volumes[{at}].secret.items");
+                    changed |= merge_secret_items(existing, volume, &path)?;
+                }
             }
         }
         changed |= set_metadata(pod, "annotations", &injection.managed_annotations, true)?;
+        changed |= set_metadata(pod, "annotations", &injection.default_annotations, false)?;
         changed |= set_metadata(pod, "labels", &injection.labels, false)?;
+    }
+    Ok(changed)
+}
+
+/// Appends to `existing.secret.items` the items of `wanted.secret.items`
+/// whose `key` and `path` it does not have yet, when both volumes project
+/// the same Secret. Anything else about the existing volume is kept.
+fn merge_secret_items(
+    existing: &mut Value,
+    wanted: &Value,
+    path: &str,
+) -> Result<bool, MalformedPod> {
+    let secret_name = |v: &Value| {
+        v.pointer("/secret/secretName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let Some(items) = wanted.pointer("/secret/items").and_then(Value::as_array) else {
+        return Ok(false);
+    };
+    if secret_name(wanted).is_none() || secret_name(existing) != secret_name(wanted) {
+        return Ok(false);
+    }
+    let Some(current) = existing
+        .get_mut("secret")
+        .and_then(Value::as_object_mut)
+        .and_then(|s| s.get_mut("items"))
+    else {
+        return Ok(false);
+    };
+    let current = match current {
+        Value::Null => return Ok(false),
+        Value::Array(list) => list,
+        _ => return Err(malformed(path, "a list")),
+    };
+    let mut changed = false;
+    for item in items {
+        let taken = |field: &str| {
+            let value = item.get(field);
+            current.iter().any(|c| c.get(field) == value)
+        };
+        if !taken("key") && !taken("path") {
+            current.push(item.clone());
+            changed = true;
+        }
     }
     Ok(changed)
 }
@@ -564,6 +633,95 @@ mod tests {
         assert_eq!(pod["spec"]["initContainers"][0]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["initContainers"][0]["newKey"], json!([1]));
         assert_eq!(pod["spec"]["initContainers"][0]["env"][0]["name"], "A");
+    }
+
+    fn secret_volume(items: Value) -> Value {
+        json!({"name": "s", "secret": {"secretName": "db", "items": items}})
+    }
+
+    #[test]
+    fn secret_items_are_merged_once_and_user_volumes_kept() {
+        let wanted = Injection {
+            volumes: vec![secret_volume(
+                json!([{"key": "a", "path": "a"}, {"key": "b", "path": "b"}]),
+            )],
+            ..Injection::new("Test")
+        };
+        let apply_to = |volumes: Value| {
+            let mut pod = json!({"spec": {"containers": [{"name": "c"}], "volumes": volumes}});
+            let changed = apply(
+                &mut pod,
+                std::slice::from_ref(&wanted),
+                "ns/p",
+                &mut Vec::new(),
+            )
+            .unwrap();
+            (pod["spec"]["volumes"].clone(), changed)
+        };
+        // Missing items appended; an item with the same key or path is the user's.
+        assert_eq!(
+            apply_to(json!([secret_volume(
+                json!([{"key": "a", "path": "x"}, {"key": "z", "path": "b"}])
+            )])),
+            (
+                json!([secret_volume(
+                    json!([{"key": "a", "path": "x"}, {"key": "z", "path": "b"}])
+                )]),
+                false
+            )
+        );
+        assert_eq!(
+            apply_to(json!([secret_volume(
+                json!([{"key": "a", "path": "a", "mode": 256}])
+            )])),
+            (
+                json!([secret_volume(
+                    json!([{"key": "a", "path": "a", "mode": 256}, {"key": "b", "path": "b"}])
+                )]),
+                true
+            )
+        );
+        // No items: every key is projected already. Another Secret or kind: kept as is.
+        for kept in [
+            json!({"name": "s", "secret": {"secretName": "db"}}),
+            json!({"name": "s", "secret": {"secretName": "other", "items": []}}),
+            json!({"name": "s", "emptyDir": {}}),
+        ] {
+            assert_eq!(apply_to(json!([kept.clone()])), (json!([kept]), false));
+        }
+        let mut pod =
+            json!({"spec": {"containers": [{"name": "c"}], "volumes": [secret_volume(json!(3))]}});
+        let err = apply(&mut pod, &[wanted], "ns/p", &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.volumes[0].secret.items is not a list"
+        );
+    }
+
+    #[test]
+    fn default_annotations_keep_the_users_and_env_only_adds_no_volumes() {
+        let injection = Injection {
+            env_groups: vec![vec![env_value("A", "1")]],
+            default_annotations: vec![
+                ("mine".to_string(), "policy".to_string()),
+                ("new".to_string(), "policy".to_string()),
+            ],
+            ..Injection::new("Test")
+        };
+        let mut pod = json!({"metadata": {"annotations": {"mine": "user"}}, "spec": {"containers": [{"name": "c"}]}});
+        assert!(apply(
+            &mut pod,
+            std::slice::from_ref(&injection),
+            "ns/p",
+            &mut Vec::new()
+        )
+        .unwrap());
+        assert_eq!(
+            pod["metadata"]["annotations"],
+            json!({"mine": "user", "new": "policy"})
+        );
+        assert_eq!(pod["spec"].get("volumes"), None);
+        assert!(!apply(&mut pod, &[injection], "ns/p", &mut Vec::new()).unwrap());
     }
 
     #[test]

@@ -33,6 +33,60 @@ pub struct Settings {
     pub identity_injection: IdentityInjection,
     /// ServiceAccount-like annotations granted by the requester's identity.
     pub identity_bindings: Vec<IdentityBinding>,
+    /// Flyte task secrets, drop-in for flytepropeller's pod webhook.
+    pub secrets: SecretsSettings,
+}
+
+/// Flyte secrets (`flyte.secrets/s<i>` pod annotations), as flytepropeller's
+/// pod webhook (its `webhook` config keys in brackets).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SecretsSettings {
+    /// Injects the secrets of pods labelled `inject-flyte-secrets: "true"`.
+    pub enabled: bool,
+    /// Where secrets come from [`secretManagerType`].
+    pub manager: SecretManager,
+    /// The Vault manager's settings [`vaultSecretManager`].
+    pub vault: VaultSecretsSettings,
+}
+
+impl Default for SecretsSettings {
+    fn default() -> Self {
+        SecretsSettings {
+            enabled: true,
+            manager: SecretManager::Kubernetes,
+            vault: VaultSecretsSettings::default(),
+        }
+    }
+}
+
+/// The secret manager the policy injects for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretManager {
+    /// Kubernetes Secrets as env vars (`secretKeyRef`) and secret volumes
+    /// (flytepropeller's default, `K8s`).
+    #[default]
+    #[serde(alias = "k8s")]
+    Kubernetes,
+    /// HashiCorp Vault Agent injector annotations.
+    Vault,
+}
+
+/// Vault Agent injection [`vaultSecretManager`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct VaultSecretsSettings {
+    /// `vault.hashicorp.com/role` [`role`].
+    pub role: String,
+}
+
+impl Default for VaultSecretsSettings {
+    fn default() -> Self {
+        VaultSecretsSettings {
+            role: "flyte".to_string(),
+        }
+    }
 }
 
 /// Caller identity injection, drop-in for Union's `identityInjection` schema.
@@ -390,6 +444,7 @@ impl Settings {
         }
         self.validate_custom_providers(&mut errors);
         self.validate_identity(&mut errors);
+        check_non_empty("secrets.vault.role", &self.secrets.vault.role, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
