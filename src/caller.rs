@@ -163,21 +163,25 @@ pub fn bound_annotations<'a>(
     merged
 }
 
-/// The managed annotations and env of a template with every managed key
-/// removed, for comparing two templates "apart from the stamp".
+/// A copy of a template with every managed annotation and env var removed
+/// (and lists or maps left empty by that dropped), for comparing two
+/// templates "apart from the stamp".
 pub fn without_managed(cfg: &IdentityInjection, template: &Value) -> Value {
     let mut copy = template.clone();
-    if let Some(annotations) = copy
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        for target in &cfg.annotations {
-            annotations.remove(&target.target_key);
-        }
-        if annotations.is_empty() {
-            if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("annotations");
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        // `null`, `{}` and absent are the same annotations to Kubernetes.
+        let empty = match meta.get_mut("annotations") {
+            Some(Value::Object(annotations)) => {
+                for target in &cfg.annotations {
+                    annotations.remove(&target.target_key);
+                }
+                annotations.is_empty()
             }
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove("annotations");
         }
     }
     for list in ["containers", "initContainers"] {
@@ -188,8 +192,9 @@ pub fn without_managed(cfg: &IdentityInjection, template: &Value) -> Value {
             continue;
         };
         for container in containers.iter_mut().filter_map(Value::as_object_mut) {
-            let empty = match container.get_mut("env").and_then(Value::as_array_mut) {
-                Some(env) => {
+            // `null`, `[]` and absent are the same env list to Kubernetes.
+            let empty = match container.get_mut("env") {
+                Some(Value::Array(env)) => {
                     env.retain(|e| {
                         let name = e.get("name").and_then(Value::as_str).unwrap_or("");
                         !cfg.environment_variables
@@ -198,7 +203,8 @@ pub fn without_managed(cfg: &IdentityInjection, template: &Value) -> Value {
                     });
                     env.is_empty()
                 }
-                None => false,
+                Some(Value::Null) => true,
+                _ => false,
             };
             if empty {
                 container.remove("env");

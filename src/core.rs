@@ -132,7 +132,10 @@ fn caller_identity(
     if let Err(malformed) = podedit::check_shape(template) {
         return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400));
     }
-    let user = input.user.username.as_str();
+    let user = match input.user.username.as_str() {
+        "" => "<anonymous>",
+        name => name,
+    };
     let old_template = input.old_object.pointer(pointer).filter(|t| t.is_object());
     if input.operation == "UPDATE" {
         if let Some(old) = old_template {

@@ -76,8 +76,12 @@ impl UserInfo {
 impl Input {
     /// Splits a validate payload into the request and the raw settings.
     pub fn from_payload(payload: &[u8]) -> Result<(Input, Value), String> {
-        let mut doc: Value = serde_json::from_slice(payload)
-            .map_err(|e| format!("validation payload is not JSON: {}", e.classify_name()))?;
+        let mut doc: Value = serde_json::from_slice(payload).map_err(|e| {
+            format!(
+                "validation payload is not JSON: {}",
+                describe_json_error(&e)
+            )
+        })?;
         let settings = doc
             .get_mut("settings")
             .map(Value::take)
@@ -123,17 +127,12 @@ impl Input {
     }
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "I/O error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Eof => "truncated input",
-        }
+/// serde_json's message without its position; for untyped parsing it never
+/// quotes the input, so no env value can leak into a denial.
+fn describe_json_error(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(pos) => message.get(..pos).unwrap_or(&message).to_string(),
+        None => message,
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::providers::BUILTIN_LAYOUTS;
+use crate::providers::{BUILTIN_ENV_NAMES, BUILTIN_LAYOUTS};
 
 /// The API server refuses projected tokens that live shorter than this (seconds).
 pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
@@ -378,8 +378,19 @@ impl Settings {
         if trimmed.is_empty() || trimmed == b"null" {
             return Ok(Settings::default());
         }
+        // Decoding the text (not a Value) also refuses duplicate keys.
         let de = &mut serde_json::Deserializer::from_slice(trimmed);
         let settings: Settings = serde_path_to_error::deserialize(de).map_err(describe_error)?;
+        // serde's derive also reads a struct from a JSON list (fields by
+        // position), which bypasses the unknown-field check: only list
+        // settings may be lists.
+        let value: serde_json::Value = serde_json::from_slice(trimmed)
+            .map_err(|e| format!("settings: not JSON: {}", strip_position(e.to_string())))?;
+        let mut errors = Vec::new();
+        misplaced_lists(&value, "", &mut errors);
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -398,6 +409,7 @@ impl Settings {
         check_mount_path("aws.tokenMountPath", &aws.token_mount_path, &mut errors);
         if let Some(region) = &aws.region {
             let valid = !region.is_empty()
+                && region.len() <= 64
                 && region
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -623,6 +635,12 @@ impl Settings {
                     ));
                 }
                 seen.push(&target.target_key);
+                if let Some(owner) = self.managed_elsewhere(field, &target.target_key) {
+                    errors.push(format!(
+                        "{field}[{i}].targetKey: {:?} is written by {owner}; caller identity cannot manage it",
+                        target.target_key
+                    ));
+                }
             }
         }
         for (claim, source) in &id.claim_mappings {
@@ -657,6 +675,24 @@ impl Settings {
                 }
             }
         }
+    }
+
+    /// Who else writes the env var or annotation `key`, if anyone: caller
+    /// identity removing or overwriting it would fight that writer, and a
+    /// second pass would change the pod again.
+    fn managed_elsewhere(&self, field: &str, key: &str) -> Option<String> {
+        if field.ends_with("environmentVariables") {
+            if BUILTIN_ENV_NAMES.contains(&key) || key.starts_with(crate::secrets::ENV_PREFIX) {
+                return Some("a built-in provider".to_string());
+            }
+            return self
+                .custom_providers
+                .iter()
+                .find(|p| p.env.iter().any(|e| e.name == key))
+                .map(|p| format!("custom provider {:?}", p.name));
+        }
+        let gcp_credentials = format!("{}/external-credentials-json", self.gcp.annotation_prefix);
+        (key == gcp_credentials).then(|| "GCP workload identity federation".to_string())
     }
 
     /// Mount paths the built-in providers use with these settings.
@@ -763,15 +799,71 @@ fn check_dns_subdomain(field: &str, value: &str, errors: &mut Vec<String>) {
     }
 }
 
+/// Settings whose value is a list; a list anywhere else is refused. Inside
+/// `valueFrom` (passed through to Kubernetes) anything goes.
+const LIST_SETTINGS: [&str; 11] = [
+    "podIdentityAssociations",
+    "serviceAccounts",
+    "customProviders",
+    "env",
+    "annotations",
+    "environmentVariables",
+    "identityBindings",
+    "values",
+    "usernames",
+    "groups",
+    "items",
+];
+
+fn misplaced_lists(value: &serde_json::Value, path: &str, errors: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == "valueFrom" {
+                    continue;
+                }
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match child {
+                    Value::Array(items) if LIST_SETTINGS.contains(&key.as_str()) => {
+                        for (i, item) in items.iter().enumerate() {
+                            if item.is_array() {
+                                errors.push(format!("{child_path}[{i}]: expected an object or a value, found a list"));
+                            } else {
+                                misplaced_lists(item, &format!("{child_path}[{i}]"), errors);
+                            }
+                        }
+                    }
+                    Value::Array(_) => errors.push(format!(
+                        "{child_path}: expected an object or a value, found a list"
+                    )),
+                    _ => misplaced_lists(child, &child_path, errors),
+                }
+            }
+        }
+        Value::Array(_) if path.is_empty() => {
+            errors.push("settings: expected an object, found a list".to_string())
+        }
+        _ => {}
+    }
+}
+
+fn strip_position(message: String) -> String {
+    match message.rfind(" at line ") {
+        Some(pos) => message.get(..pos).unwrap_or(&message).to_string(),
+        None => message,
+    }
+}
+
 /// Turns a serde error into "path: problem", without serde_json's
 /// "at line 1 column 42" noise, which says nothing to a YAML author.
 fn describe_error(err: serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = err.path().to_string();
-    let inner = err.into_inner();
-    let mut message = inner.to_string();
-    if let Some(pos) = message.rfind(" at line ") {
-        message.truncate(pos);
-    }
+    let message = strip_position(err.into_inner().to_string());
     // The path already ends with the unknown key: show it whole.
     if let Some((_, rest)) = message
         .strip_prefix("unknown field `")
@@ -983,6 +1075,43 @@ mod tests {
     #[case::two_slashes("a/b/c", false)]
     fn qualified_keys(#[case] key: &str, #[case] expected: bool) {
         assert_eq!(is_qualified_key(key), expected);
+    }
+
+    #[rstest]
+    #[case::provider_as_list(
+        r#"{"aws":[false]}"#,
+        "aws: expected an object or a value, found a list"
+    )]
+    #[case::empty_list(r#"{"aws":[]}"#, "aws: expected an object or a value, found a list")]
+    #[case::whole_settings(r#"[{"enabled":false}]"#, "settings: expected an object, found a list")]
+    #[case::nested_item(
+        r#"{"customProviders":[["vault"]]}"#,
+        "customProviders[0]: invalid length 1, expected struct CustomProvider with 8 elements"
+    )]
+    #[case::deep(
+        r#"{"identityInjection":{"trustedRequesters":[]}}"#,
+        "identityInjection.trustedRequesters: expected an object or a value, found a list"
+    )]
+    fn lists_in_place_of_objects_are_refused(#[case] raw: &str, #[case] expected: &str) {
+        assert_eq!(Settings::from_json(raw.as_bytes()).unwrap_err(), expected);
+    }
+
+    #[test]
+    fn provider_env_names_cannot_be_caller_identity_targets() {
+        let err = Settings::from_json(
+            br#"{"identityInjection":{"environmentVariables":[{"claimName":"team","targetKey":"AWS_ROLE_ARN"},{"claimName":"x","targetKey":"_FSEC_DB_PASSWORD"},{"claimName":"y","targetKey":"VAULT_ROLE"}],
+                 "annotations":[{"claimName":"z","targetKey":"cloud.google.com/external-credentials-json"}]},
+               "customProviders":[{"name":"vault","serviceAccountAnnotation":"x/y","audience":"a","mountPath":"/var/run/v","volumeName":"v","env":[{"name":"VAULT_ROLE","value":"{value}"}]}]}"#,
+        )
+        .unwrap_err();
+        for expected in [
+            "identityInjection.annotations[0].targetKey: \"cloud.google.com/external-credentials-json\" is written by GCP workload identity federation",
+            "identityInjection.environmentVariables[0].targetKey: \"AWS_ROLE_ARN\" is written by a built-in provider",
+            "identityInjection.environmentVariables[1].targetKey: \"_FSEC_DB_PASSWORD\" is written by a built-in provider",
+            "identityInjection.environmentVariables[2].targetKey: \"VAULT_ROLE\" is written by custom provider \"vault\"",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in {err:?}");
+        }
     }
 
     #[test]

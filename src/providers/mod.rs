@@ -44,6 +44,35 @@ pub const BUILTIN_LAYOUTS: [TokenLayout; 7] = [
     gcp::CREDENTIAL_LAYOUT,
 ];
 
+/// Every env var name the built-in providers and Flyte secrets inject (and
+/// the `_FSEC_` prefix of Flyte's). Caller identity may not manage these:
+/// it would remove or overwrite what a provider adds, and a second pass
+/// would change the pod again.
+pub const BUILTIN_ENV_NAMES: [&str; 22] = [
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "STACKIT_SERVICE_ACCOUNT_EMAIL",
+    "STACKIT_FEDERATED_TOKEN_FILE",
+    "STACKIT_IDP_TOKEN_ENDPOINT",
+    "STACKIT_IDP_TOKEN_EXPIRATION_SECONDS",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+    "CLOUDSDK_CORE_PROJECT",
+    "CLOUDSDK_COMPUTE_REGION",
+    crate::secrets::env::DEFAULT_DIR,
+    crate::secrets::env::FILE_PREFIX,
+    crate::secrets::env::ENV_PREFIX,
+];
+
 /// A projected ServiceAccount token volume, as every anchor writes it.
 pub fn projected_token_volume(
     name: &str,
