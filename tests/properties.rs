@@ -979,24 +979,6 @@ fn wrap(target: Target, pod: Value) -> Value {
     }
 }
 
-/// Removes `env: null` from every container of a pod (template).
-fn drop_null_env(template: &mut Value) {
-    for key in ["containers", "initContainers"] {
-        let containers = template
-            .pointer_mut(&format!("/spec/{key}"))
-            .and_then(Value::as_array_mut);
-        for container in containers
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object_mut)
-        {
-            if container.get("env").is_some_and(Value::is_null) {
-                container.remove("env");
-            }
-        }
-    }
-}
-
 /// The object before the UPDATE, derived from the object.
 fn old_object(object: &Value, old: Old, pointer: Option<&str>) -> Value {
     let mut previous = object.clone();
@@ -1098,7 +1080,6 @@ fn case() -> impl Strategy<Value = Case> {
                     Target::Workload(g, k) | Target::Other(g, k) => (g, k),
                 };
                 let pointer = caller::template_pointer(group, kind);
-                let mut object = object;
                 let old_object = match operation {
                     "UPDATE" => old_object(&object, old, pointer),
                     "DELETE" => object.clone(),
