@@ -221,17 +221,10 @@ fn flyte_secrets(
     if !secrets::wanted(&settings.secrets, pod) || secrets::requests(pod).is_empty() {
         return Ok(());
     }
-    let namespace = if input.namespace.is_empty() {
-        pod.pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-    } else {
-        input.namespace.as_str()
+    let (_, pod_ref) = match checked_pod(input, pod) {
+        Ok(found) => found,
+        Err(message) => return Err(std::mem::take(fx).reject(message, 400)),
     };
-    let pod_ref = pod_ref(namespace, pod);
-    if let Err(malformed) = podedit::check_shape(pod) {
-        return Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400));
-    }
     let mut findings = Findings::default();
     let injections = secrets::resolve(&settings.secrets, pod, &pod_ref, &mut findings);
     fx.warnings.extend(findings.warnings);
@@ -244,13 +237,7 @@ fn flyte_secrets(
     if injections.is_empty() {
         return Ok(());
     }
-    let working = object.get_or_insert_with(|| input.object.clone());
-    match podedit::apply(working, &injections, &pod_ref, &mut fx.warnings) {
-        Ok(_) => Ok(()),
-        Err(malformed) => {
-            Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400))
-        }
-    }
+    apply_injections(input, object, &injections, &pod_ref, fx)
 }
 
 /// Cloud workload identity for a Pod CREATE, from its ServiceAccount.
@@ -267,17 +254,10 @@ fn cloud_identity(
             std::mem::take(fx).reject("Pod CREATE request has no pod object".to_string(), 400)
         );
     }
-    let namespace = if input.namespace.is_empty() {
-        pod.pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-    } else {
-        input.namespace.as_str()
+    let (namespace, pod_ref) = match checked_pod(input, pod) {
+        Ok(found) => found,
+        Err(message) => return Err(std::mem::take(fx).reject(message, 400)),
     };
-    let pod_ref = pod_ref(namespace, pod);
-    if let Err(malformed) = podedit::check_shape(pod) {
-        return Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400));
-    }
     let pod_annotations = providers::string_map(pod, "annotations");
     let pod_labels = providers::string_map(pod, "labels");
 
@@ -360,8 +340,37 @@ fn cloud_identity(
     if injections.is_empty() {
         return Ok(());
     }
+    apply_injections(input, object, &injections, &pod_ref, fx)
+}
+
+/// The pod's namespace (the request's, else the object's, else `default`)
+/// and its `namespace/name` for messages, once its shape is known to be one
+/// the policy can edit; the error is the 400 message.
+fn checked_pod<'a>(input: &'a Input, pod: &'a Value) -> Result<(&'a str, String), String> {
+    let namespace = if input.namespace.is_empty() {
+        pod.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+    } else {
+        input.namespace.as_str()
+    };
+    let pod_ref = pod_ref(namespace, pod);
+    match podedit::check_shape(pod) {
+        Ok(()) => Ok((namespace, pod_ref)),
+        Err(malformed) => Err(format!("pod {pod_ref}: {malformed}")),
+    }
+}
+
+/// Applies injections to the working copy of the pod.
+fn apply_injections(
+    input: &Input,
+    object: &mut Option<Value>,
+    injections: &[podedit::Injection],
+    pod_ref: &str,
+    fx: &mut Effects,
+) -> Result<(), Decision> {
     let working = object.get_or_insert_with(|| input.object.clone());
-    match podedit::apply(working, &injections, &pod_ref, &mut fx.warnings) {
+    match podedit::apply(working, injections, pod_ref, &mut fx.warnings) {
         Ok(_) => Ok(()),
         Err(malformed) => {
             Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400))

@@ -97,28 +97,20 @@ pub fn apply(
             .and_then(Value::as_object_mut)
             .ok_or_else(|| malformed("spec", "an object"))?;
         let mut received = false;
-        for list in ["containers", "initContainers"] {
-            let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
-                continue;
-            };
-            for (index, container) in containers.iter_mut().enumerate() {
-                let path = format!("spec.{list}[{index}]");
-                let container = container
-                    .as_object_mut()
-                    .ok_or_else(|| malformed(&path, "an object"))?;
-                match inject_container(container, injection, &path)? {
-                    Outcome::Skipped => {}
-                    Outcome::Conflict { name, volume, at } => warnings.push(format!(
-                        "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {at:?}; {} {} not injected into it",
-                        injection.provider, injection.gives
-                    )),
-                    Outcome::Injected { changed: c } => {
-                        received = true;
-                        changed |= c;
-                    }
+        for_each_container(spec, |container, path| {
+            match inject_container(container, injection, path)? {
+                Outcome::Skipped => {}
+                Outcome::Conflict { name, volume, at } => warnings.push(format!(
+                    "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {at:?}; {} {} not injected into it",
+                    injection.provider, injection.gives
+                )),
+                Outcome::Injected { changed: c } => {
+                    received = true;
+                    changed |= c;
                 }
             }
-        }
+            Ok(())
+        })?;
         if !received {
             continue;
         }
@@ -265,6 +257,21 @@ pub fn write_managed(
         .get_mut("spec")
         .and_then(Value::as_object_mut)
         .ok_or_else(|| malformed("spec", "an object"))?;
+    for_each_container(spec, |container, path| {
+        for (name, value) in env {
+            changed |= set_env(container, name, value.as_deref(), path)?;
+        }
+        Ok(())
+    })?;
+    Ok(changed)
+}
+
+/// Calls `edit` on every container, then every init container, with its
+/// path for messages (`spec.containers[0]`).
+fn for_each_container(
+    spec: &mut Map<String, Value>,
+    mut edit: impl FnMut(&mut Map<String, Value>, &str) -> Result<(), MalformedPod>,
+) -> Result<(), MalformedPod> {
     for list in ["containers", "initContainers"] {
         let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
             continue;
@@ -274,12 +281,10 @@ pub fn write_managed(
             let container = container
                 .as_object_mut()
                 .ok_or_else(|| malformed(&path, "an object"))?;
-            for (name, value) in env {
-                changed |= set_env(container, name, value.as_deref(), &path)?;
-            }
+            edit(container, &path)?;
         }
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// Makes `name` appear exactly once with `value` (or not at all).
