@@ -9,7 +9,7 @@ POLICY_RUN := target/release/policy-run
 # The example `make run` evaluates; override with EXAMPLE=fixtures/<case>.
 EXAMPLE ?= fixtures/both-providers
 
-.PHONY: all target run test unit-tests e2e-tests fmt lint clean policy-run FORCE
+.PHONY: all target run test unit-tests e2e-tests fmt lint clean policy-run bench fuzz fuzz-smoke FORCE
 
 all: policy.wasm
 
@@ -63,6 +63,52 @@ fmt:
 lint:
 	@rustup component add clippy >/dev/null 2>&1 || true
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+# Per-request cost of policy.wasm in the native host vs the same core natively vs
+# parsing and re-serialising the JSON (e2e-tests/benches/policy.rs, BENCHMARKS.md).
+# The bench profile would inherit the release profile, which is tuned for the
+# wasm module's size (opt-level z, fat LTO): the native side is measured, and
+# built, as a native service is instead. Build and criterion output go to
+# target/bench.log; the table is printed at the end (and kept in
+# target/bench-table.md).
+BENCH_PROFILE := CARGO_PROFILE_BENCH_OPT_LEVEL=3 CARGO_PROFILE_BENCH_LTO=false \
+	CARGO_PROFILE_BENCH_CODEGEN_UNITS=16
+bench: target
+	@mkdir -p target && rm -f target/bench-table.md
+	@echo "== cargo bench -p e2e-tests (about a minute after the build; output: target/bench.log)"
+	@$(BENCH_PROFILE) $(CARGO) bench --locked -p e2e-tests --bench policy > target/bench.log 2>&1 \
+		|| { tail -n 40 target/bench.log; echo "bench failed (log: target/bench.log)"; exit 1; }
+	@echo
+	@cat target/bench-table.md
+
+# Fuzzing (fuzz/, cargo-fuzz on nightly): every target in turn for FUZZ_SECONDS,
+# seeded from fixtures/ (fuzz/seed.sh). Without a sanitizer (the policy is safe
+# Rust; panics and aborts are what we look for), with debug assertions
+# (overflow checks). A crash stops the run; its input is in
+# fuzz/artifacts/<target>/ and the log in target/fuzz-<target>.log.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := --sanitizer none --debug-assertions
+fuzz:
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "fuzz: needs the nightly toolchain (rustup toolchain install nightly --profile minimal)"; exit 1; }
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p target
+	fuzz/seed.sh
+	cd fuzz && $(CARGO) +nightly fuzz build $(FUZZ_FLAGS)
+	@set -e; for t in $$(cd fuzz && $(CARGO) +nightly fuzz list); do \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		if (cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) \
+			> target/fuzz-$$t.log 2>&1; then \
+			grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|INFO: seed corpus)' target/fuzz-$$t.log || true; \
+		else \
+			tail -n 40 target/fuzz-$$t.log; \
+			echo "fuzz $$t FAILED: input in fuzz/artifacts/$$t/, log in target/fuzz-$$t.log"; exit 1; \
+		fi; \
+	done
+
+# A short run of every fuzz target (CI).
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
 clean:
 	$(CARGO) clean
