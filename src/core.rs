@@ -60,6 +60,8 @@ pub const AUDIT_STAMPED_KEYS: &str = "caller-identity-stamped-keys";
 struct Effects {
     warnings: Vec<String>,
     audit: BTreeMap<String, String>,
+    /// Whether any edit changed the working copy.
+    changed: bool,
 }
 
 impl Effects {
@@ -76,9 +78,25 @@ impl Effects {
 /// kind, CREATE and UPDATE), then Flyte secrets and cloud identity (Pod
 /// CREATE only), all on the same working copy of the object.
 pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decision {
+    decide_on(settings, input, None, lookup)
+}
+
+/// [`decide`] for an owned request: the object is edited in place instead
+/// of copied (the waPC path, where the request is not needed afterwards).
+pub fn decide_owned(settings: &Settings, mut input: Input, lookup: &dyn Lookup) -> Decision {
+    let object = std::mem::take(&mut input.object);
+    decide_on(settings, &input, Some(object), lookup)
+}
+
+/// `object` is the working copy when the caller gave one up (and then
+/// `input.object` is empty); otherwise a copy is made when a step edits.
+fn decide_on(
+    settings: &Settings,
+    input: &Input,
+    mut object: Option<Value>,
+    lookup: &dyn Lookup,
+) -> Decision {
     let mut fx = Effects::default();
-    // The working copy, made only once something may change.
-    let mut object: Option<Value> = None;
     if let Err(rejection) = caller_identity(settings, input, &mut object, &mut fx) {
         return rejection;
     }
@@ -94,7 +112,8 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
         }
     }
     match object {
-        Some(object) if object != input.object => Decision::Mutate {
+        // Every edit reports whether it changed anything: no whole-object comparison.
+        Some(object) if fx.changed => Decision::Mutate {
             object,
             warnings: fx.warnings,
             audit: fx.audit,
@@ -104,6 +123,16 @@ pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decisi
             audit: fx.audit,
         },
     }
+}
+
+/// What caller identity does to the pod template of this request.
+enum CallerPlan {
+    /// Leave the managed keys as they are.
+    Keep,
+    /// Put back the previous version's values (a workload UPDATE that is not a rollout).
+    Restore(caller::Stamp),
+    /// Stamp the requester's own claims.
+    Stamp(caller::Stamp),
 }
 
 /// Stamps, keeps or restores the managed caller-identity keys (see `caller`).
@@ -124,60 +153,89 @@ fn caller_identity(
     if caller::is_trusted(cfg, &input.user) {
         return Ok(());
     }
-    let object_ref = object_ref(input);
-    let Some(template) = input.object.pointer(pointer).filter(|t| t.is_object()) else {
-        // No pod template to stamp; the API server validates the rest.
-        return Ok(());
-    };
-    if let Err(malformed) = podedit::check_shape(template) {
-        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400));
-    }
+    let current = object.as_ref().unwrap_or(&input.object);
+    let object_ref = object_ref(input, current);
     let user = match input.user.username.as_str() {
         "" => "<anonymous>",
         name => name,
     };
+    let plan = caller_plan(settings, input, current, pointer, &object_ref, user, fx)?;
+    let (values, restoring) = match plan {
+        CallerPlan::Keep => return Ok(()),
+        CallerPlan::Restore(previous) => (previous, true),
+        CallerPlan::Stamp(stamp) => (stamp, false),
+    };
+    let working = object.get_or_insert_with(|| input.object.clone());
+    let written = match working.pointer_mut(pointer) {
+        Some(t) => podedit::write_managed(t, &values.annotations, &values.env),
+        None => Ok(false),
+    };
+    match written {
+        Ok(changed) => fx.changed |= changed,
+        Err(malformed) => {
+            return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400))
+        }
+    }
+    if restoring {
+        if matches!(written, Ok(true)) {
+            fx.warnings.push(format!(
+                "{object_ref}: caller identity keys are managed; the values of the previous version were restored"
+            ));
+        }
+        return Ok(());
+    }
+    fx.audit
+        .insert(AUDIT_STAMPED_BY.to_string(), user.to_string());
+    fx.audit.insert(
+        AUDIT_STAMPED_KEYS.to_string(),
+        values.stamped_keys().join(","),
+    );
+    Ok(())
+}
+
+/// Decides [`CallerPlan`] from the object as it is, without editing it.
+fn caller_plan(
+    settings: &Settings,
+    input: &Input,
+    current: &Value,
+    pointer: &str,
+    object_ref: &str,
+    user: &str,
+    fx: &mut Effects,
+) -> Result<CallerPlan, Decision> {
+    let cfg = &settings.identity_injection;
+    let Some(template) = current.pointer(pointer).filter(|t| t.is_object()) else {
+        // No pod template to stamp; the API server validates the rest.
+        return Ok(CallerPlan::Keep);
+    };
+    if let Err(malformed) = podedit::check_shape(template) {
+        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400));
+    }
     let old_template = input.old_object.pointer(pointer).filter(|t| t.is_object());
-    if input.operation == "UPDATE" {
-        if let Some(old) = old_template {
-            if pointer.is_empty() {
-                // A Pod's managed annotations can only be changed by its stamp.
-                let before = caller::managed_in(cfg, old);
-                let after = caller::managed_in(cfg, template);
-                if let Some((key, _)) = before
-                    .annotations
-                    .iter()
-                    .zip(&after.annotations)
-                    .find(|(b, a)| b.1 != a.1)
-                    .map(|(b, _)| b)
-                {
-                    return Err(std::mem::take(fx).reject(
-                        format!(
-                            "{object_ref}: annotation {key:?} is managed by caller identity injection and cannot be changed by {user:?}"
-                        ),
-                        403,
-                    ));
-                }
-                return Ok(());
+    if let (true, Some(old)) = (input.operation == "UPDATE", old_template) {
+        if pointer.is_empty() {
+            // A Pod's managed annotations can only be changed by its stamp.
+            let before = caller::managed_in(cfg, old);
+            let after = caller::managed_in(cfg, template);
+            if let Some((key, _)) = before
+                .annotations
+                .iter()
+                .zip(&after.annotations)
+                .find(|(b, a)| b.1 != a.1)
+                .map(|(b, _)| b)
+            {
+                return Err(std::mem::take(fx).reject(
+                    format!(
+                        "{object_ref}: annotation {key:?} is managed by caller identity injection and cannot be changed by {user:?}"
+                    ),
+                    403,
+                ));
             }
-            if caller::without_managed(cfg, old) == caller::without_managed(cfg, template) {
-                // Not a new rollout: the previous stamp stays, restored if tampered.
-                let previous = caller::managed_in(cfg, old);
-                let working = object.get_or_insert_with(|| input.object.clone());
-                let restored = match working.pointer_mut(pointer) {
-                    Some(t) => podedit::write_managed(t, &previous.annotations, &previous.env),
-                    None => Ok(false),
-                };
-                match restored {
-                    Ok(true) => fx.warnings.push(format!(
-                        "{object_ref}: caller identity keys are managed; the values of the previous version were restored"
-                    )),
-                    Ok(false) => {}
-                    Err(malformed) => {
-                        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400))
-                    }
-                }
-                return Ok(());
-            }
+            return Ok(CallerPlan::Keep);
+        }
+        if caller::without_managed(cfg, old) == caller::without_managed(cfg, template) {
+            // Not a new rollout: the previous stamp stays, restored if tampered.
+            return Ok(CallerPlan::Restore(caller::managed_in(cfg, old)));
         }
     }
     let stamp = caller::stamp_for(cfg, &input.user);
@@ -192,21 +250,7 @@ fn caller_identity(
                 .push(format!("{message}; {target:?} is left unset")),
         }
     }
-    let working = object.get_or_insert_with(|| input.object.clone());
-    let written = match working.pointer_mut(pointer) {
-        Some(t) => podedit::write_managed(t, &stamp.annotations, &stamp.env),
-        None => Ok(false),
-    };
-    if let Err(malformed) = written {
-        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400));
-    }
-    fx.audit
-        .insert(AUDIT_STAMPED_BY.to_string(), user.to_string());
-    fx.audit.insert(
-        AUDIT_STAMPED_KEYS.to_string(),
-        stamp.stamped_keys().join(","),
-    );
-    Ok(())
+    Ok(CallerPlan::Stamp(stamp))
 }
 
 /// Flyte task secrets for a Pod CREATE (see `secrets`): from the pod alone,
@@ -371,7 +415,10 @@ fn apply_injections(
 ) -> Result<(), Decision> {
     let working = object.get_or_insert_with(|| input.object.clone());
     match podedit::apply(working, injections, pod_ref, &mut fx.warnings) {
-        Ok(_) => Ok(()),
+        Ok(changed) => {
+            fx.changed |= changed;
+            Ok(())
+        }
         Err(malformed) => {
             Err(std::mem::take(fx).reject(format!("pod {pod_ref}: {malformed}"), 400))
         }
@@ -379,17 +426,16 @@ fn apply_injections(
 }
 
 /// `Kind namespace/name` of the request's object, for messages.
-fn object_ref(input: &Input) -> String {
+fn object_ref(input: &Input, object: &Value) -> String {
     let namespace = if input.namespace.is_empty() {
-        input
-            .object
+        object
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or("")
     } else {
         input.namespace.as_str()
     };
-    let name = pod_ref(namespace, &input.object);
+    let name = pod_ref(namespace, object);
     format!("{} {name}", input.kind)
 }
 

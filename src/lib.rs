@@ -19,7 +19,8 @@ pub mod request;
 pub mod secrets;
 pub mod settings;
 
-use kubewarden_policy_sdk::response::ValidationResponse;
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use crate::core::Decision;
@@ -36,18 +37,26 @@ pub fn validate_settings_payload(payload: &[u8]) -> Value {
 
 /// `validate`: `{"request", "settings"}` in, a ValidationResponse out.
 pub fn validate_payload(payload: &[u8], lookup: &dyn host::Lookup) -> Value {
-    let decision = match Input::from_payload(payload) {
+    serde_json::to_value(response(decide_payload(payload, lookup)))
+        .unwrap_or_else(|_| encoding_failed())
+}
+
+/// [`validate_payload`] straight to bytes: what the waPC function returns.
+pub fn validate_payload_bytes(payload: &[u8], lookup: &dyn host::Lookup) -> Vec<u8> {
+    serde_json::to_vec(&response(decide_payload(payload, lookup)))
+        .or_else(|_| serde_json::to_vec(&encoding_failed()))
+        .unwrap_or_default()
+}
+
+fn decide_payload(payload: &[u8], lookup: &dyn host::Lookup) -> Decision {
+    match Input::from_payload(payload) {
         Err(message) => reject(message, 400),
-        Ok((input, raw_settings)) => {
-            let raw = serde_json::to_vec(&raw_settings).unwrap_or_default();
-            match Settings::from_json(&raw) {
-                Ok(settings) => core::decide(&settings, &input, lookup),
-                // validate_settings refuses these before any request arrives.
-                Err(message) => reject(format!("invalid policy settings: {message}"), 500),
-            }
-        }
-    };
-    encode(decision)
+        Ok((input, raw_settings)) => match Settings::from_value(raw_settings) {
+            Ok(settings) => core::decide_owned(&settings, input, lookup),
+            // validate_settings refuses these before any request arrives.
+            Err(message) => reject(format!("invalid policy settings: {message}"), 500),
+        },
+    }
 }
 
 fn reject(message: String, code: u16) -> Decision {
@@ -58,17 +67,28 @@ fn reject(message: String, code: u16) -> Decision {
     }
 }
 
-fn encode(decision: Decision) -> Value {
+fn encoding_failed() -> Value {
+    json!({"accepted": false, "message": "internal error: response could not be encoded", "code": 500})
+}
+
+/// The wire format of Kubewarden's `ValidationResponse`
+/// (`kubewarden_policy_sdk::response::ValidationResponse`), with the audit
+/// annotations ordered so that the same decision is always the same bytes.
+#[derive(Debug, serde::Serialize)]
+struct Response {
+    accepted: bool,
+    message: Option<String>,
+    code: Option<u16>,
+    mutated_object: Option<Value>,
+    audit_annotations: Option<BTreeMap<String, String>>,
+    warnings: Option<Vec<String>>,
+}
+
+fn response(decision: Decision) -> Response {
     let non_empty = |w: Vec<String>| if w.is_empty() { None } else { Some(w) };
-    let audit = |a: std::collections::BTreeMap<String, String>| {
-        if a.is_empty() {
-            None
-        } else {
-            Some(a.into_iter().collect())
-        }
-    };
-    let response = match decision {
-        Decision::Accept { warnings, audit: a } => ValidationResponse {
+    let audit = |a: BTreeMap<String, String>| if a.is_empty() { None } else { Some(a) };
+    match decision {
+        Decision::Accept { warnings, audit: a } => Response {
             accepted: true,
             message: None,
             code: None,
@@ -80,7 +100,7 @@ fn encode(decision: Decision) -> Value {
             object,
             warnings,
             audit: a,
-        } => ValidationResponse {
+        } => Response {
             accepted: true,
             message: None,
             code: None,
@@ -92,7 +112,7 @@ fn encode(decision: Decision) -> Value {
             message,
             code,
             warnings,
-        } => ValidationResponse {
+        } => Response {
             accepted: false,
             message: Some(message),
             code: Some(code),
@@ -100,10 +120,53 @@ fn encode(decision: Decision) -> Value {
             audit_annotations: None,
             warnings: non_empty(warnings),
         },
-    };
-    serde_json::to_value(response).unwrap_or_else(|_| {
-        json!({"accepted": false, "message": "internal error: response could not be encoded", "code": 500})
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubewarden_policy_sdk::response::ValidationResponse;
+
+    /// Our response must read as the SDK's, which is what policy-server decodes.
+    #[test]
+    fn response_is_the_sdk_wire_format() {
+        let decision = Decision::Mutate {
+            object: json!({"a": 1}),
+            warnings: vec!["w".into()],
+            audit: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        };
+        let bytes = serde_json::to_vec(&response(decision)).unwrap();
+        let sdk: ValidationResponse = serde_json::from_slice(&bytes).unwrap();
+        assert!(sdk.accepted);
+        assert_eq!(sdk.mutated_object, Some(json!({"a": 1})));
+        assert_eq!(sdk.warnings, Some(vec!["w".to_string()]));
+        assert_eq!(
+            sdk.audit_annotations.unwrap().get("k").map(String::as_str),
+            Some("v")
+        );
+        let rejected = serde_json::to_value(response(reject("no".into(), 403))).unwrap();
+        assert_eq!(
+            rejected,
+            json!({"accepted": false, "message": "no", "code": 403, "mutated_object": null, "audit_annotations": null, "warnings": null})
+        );
+    }
+
+    #[test]
+    fn bytes_and_value_agree() {
+        struct NoLookup;
+        impl host::Lookup for NoLookup {
+            fn service_account(&self, _: &host::ServiceAccountRef) -> Result<Value, String> {
+                Err("none".into())
+            }
+        }
+        let payload = br#"{"request":{"uid":"1","kind":{"group":"","kind":"Pod"},"operation":"CREATE","namespace":"a","object":{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c"}]}}},"settings":{}}"#;
+        let value = validate_payload(payload, &NoLookup);
+        let bytes: Value =
+            serde_json::from_slice(&validate_payload_bytes(payload, &NoLookup)).unwrap();
+        assert_eq!(value, bytes);
+        assert_eq!(value["accepted"], json!(true));
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -116,7 +179,10 @@ mod wapc {
     }
 
     fn validate(payload: &[u8]) -> CallResult {
-        bytes(super::validate_payload(payload, &super::host::HostLookup))
+        Ok(super::validate_payload_bytes(
+            payload,
+            &super::host::HostLookup,
+        ))
     }
 
     fn validate_settings(payload: &[u8]) -> CallResult {

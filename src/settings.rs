@@ -395,6 +395,22 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Settings as the `validate` payload carries them, already accepted by
+    /// [`Settings::from_json`] through `validate_settings`: decoded and
+    /// checked again, without the structural checks of raw text.
+    pub fn from_value(value: serde_json::Value) -> Result<Settings, String> {
+        if value.is_null() {
+            return Ok(Settings::default());
+        }
+        // Through the text decoder: a second (Value) decoder for every
+        // settings type would add ~100 KB to the module.
+        let raw = serde_json::to_vec(&value).map_err(|e| format!("settings: {e}"))?;
+        let de = &mut serde_json::Deserializer::from_slice(&raw);
+        let settings: Settings = serde_path_to_error::deserialize(de).map_err(describe_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Checks the values serde cannot: bounds, formats, paths.
     pub fn validate(&self) -> Result<(), String> {
         let mut errors = Vec::new();
