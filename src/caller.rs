@@ -56,8 +56,28 @@ pub fn claim_value(cfg: &IdentityInjection, user: &UserInfo, claim: &str) -> Opt
     if values.is_empty() {
         None
     } else {
-        Some(values.join(","))
+        let escaped: Vec<String> = values.iter().map(|v| escape_value(v)).collect();
+        Some(escaped.join(","))
     }
+}
+
+/// A multi-valued claim is stamped joined with `,` (Union's format). A
+/// value that itself holds `,` (an LDAP DN group, say) has it written as
+/// `%2C` (and `%` as `%25`), so the stamp splits back into exactly the
+/// requester's values: `"x,ml-engineers"` must never read as `ml-engineers`.
+fn escape_value(value: &str) -> String {
+    if value.contains([',', '%']) {
+        value.replace('%', "%25").replace(',', "%2C")
+    } else {
+        value.to_string()
+    }
+}
+
+/// The values of a stamp made by [`claim_value`].
+fn split_stamp(stamp: &str) -> impl Iterator<Item = String> + '_ {
+    stamp
+        .split(',')
+        .map(|v| v.replace("%2C", ",").replace("%25", "%"))
 }
 
 /// True for the controllers that copy templates into objects.
@@ -145,8 +165,7 @@ pub fn bound_annotations<'a>(
                 .iter()
                 .filter(|t| t.claim_name == binding.claim)
                 .filter_map(|t| pod_annotations.get(t.target_key.as_str()))
-                .flat_map(|v| v.split(','))
-                .map(str::to_string)
+                .flat_map(|v| split_stamp(v))
                 .collect()
         } else {
             Vec::new()
@@ -347,6 +366,32 @@ mod tests {
             [("sub".to_string(), "UNION_USER_SUBJECT".to_string())]
         );
         assert_eq!(stamp.stamped_keys(), ["union.ai/created-by"]);
+    }
+
+    #[test]
+    fn values_with_commas_survive_the_stamp() {
+        let settings = Settings::from_json(
+            br#"{"identityInjection":{"enabled":true,"annotations":[{"claimName":"groups","targetKey":"g"}]},
+                "identityBindings":[{"claim":"groups","values":["ml-engineers"],"annotations":{"a/b":"c"}},
+                                    {"claim":"groups","values":["cn=ml,ou=g"],"annotations":{"d/e":"f"}}]}"#,
+        )
+        .unwrap();
+        let c = &settings.identity_injection;
+        let user = UserInfo {
+            username: "u".into(),
+            groups: vec!["x,ml-engineers".into(), "cn=ml,ou=g".into(), "100%".into()],
+            ..UserInfo::default()
+        };
+        let stamp = claim_value(c, &user, "groups").unwrap();
+        assert_eq!(stamp, "x%2Cml-engineers,cn=ml%2Cou=g,100%25");
+        assert_eq!(split_stamp(&stamp).collect::<Vec<_>>(), user.groups);
+        let controller = UserInfo {
+            username: "system:kube-controller-manager".into(),
+            ..UserInfo::default()
+        };
+        let annotations = BTreeMap::from([("g", stamp.as_str())]);
+        let bound = bound_annotations(c, &settings.identity_bindings, &controller, &annotations);
+        assert_eq!(bound.into_iter().collect::<Vec<_>>(), [("d/e", "f")]);
     }
 
     #[test]

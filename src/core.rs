@@ -130,7 +130,7 @@ enum CallerPlan {
     /// Leave the managed keys as they are.
     Keep,
     /// Put back the previous version's values (a workload UPDATE that is not a rollout).
-    Restore(caller::Stamp),
+    Restore,
     /// Stamp the requester's own claims.
     Stamp(caller::Stamp),
 }
@@ -160,30 +160,50 @@ fn caller_identity(
         name => name,
     };
     let plan = caller_plan(settings, input, current, pointer, &object_ref, user, fx)?;
-    let (values, restoring) = match plan {
+    let stamp = match plan {
         CallerPlan::Keep => return Ok(()),
-        CallerPlan::Restore(previous) => (previous, true),
-        CallerPlan::Stamp(stamp) => (stamp, false),
+        CallerPlan::Restore => None,
+        CallerPlan::Stamp(stamp) => Some(stamp),
     };
     let working = object.get_or_insert_with(|| input.object.clone());
-    let written = match working.pointer_mut(pointer) {
-        Some(t) => podedit::write_managed(t, &values.annotations, &values.env),
-        None => Ok(false),
-    };
-    match written {
-        Ok(changed) => fx.changed |= changed,
-        Err(malformed) => {
-            return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400))
+    let written = match (working.pointer_mut(pointer), &stamp) {
+        (None, _) => Ok(false),
+        (Some(t), Some(stamp)) => podedit::write_managed(t, &stamp.annotations, &stamp.env),
+        (Some(t), None) => {
+            let keys: Vec<String> = cfg
+                .annotations
+                .iter()
+                .map(|t| t.target_key.clone())
+                .collect();
+            let names: Vec<String> = cfg
+                .environment_variables
+                .iter()
+                .map(|t| t.target_key.clone())
+                .collect();
+            match input.old_object.pointer(pointer) {
+                Some(old) => podedit::restore_managed(t, old, &keys, &names),
+                None => Ok(false),
+            }
         }
-    }
-    if restoring {
-        if matches!(written, Ok(true)) {
+    };
+    let changed = match written {
+        Ok(changed) => changed,
+        Err(malformed) => {
+            return Err(std::mem::take(fx).reject(
+                format!("{object_ref}: {}{malformed}", template_path(pointer)),
+                400,
+            ))
+        }
+    };
+    fx.changed |= changed;
+    let Some(values) = stamp else {
+        if changed {
             fx.warnings.push(format!(
                 "{object_ref}: caller identity keys are managed; the values of the previous version were restored"
             ));
         }
         return Ok(());
-    }
+    };
     fx.audit
         .insert(AUDIT_STAMPED_BY.to_string(), user.to_string());
     fx.audit.insert(
@@ -191,6 +211,17 @@ fn caller_identity(
         values.stamped_keys().join(","),
     );
     Ok(())
+}
+
+/// `spec.template.` for `/spec/template`: the prefix that makes a path
+/// inside the pod template a path inside the object (empty for a Pod).
+fn template_path(pointer: &str) -> String {
+    let dotted = pointer.trim_start_matches('/').replace('/', ".");
+    if dotted.is_empty() {
+        dotted
+    } else {
+        dotted + "."
+    }
 }
 
 /// Decides [`CallerPlan`] from the object as it is, without editing it.
@@ -209,7 +240,10 @@ fn caller_plan(
         return Ok(CallerPlan::Keep);
     };
     if let Err(malformed) = podedit::check_shape(template) {
-        return Err(std::mem::take(fx).reject(format!("{object_ref}: {malformed}"), 400));
+        return Err(std::mem::take(fx).reject(
+            format!("{object_ref}: {}{malformed}", template_path(pointer)),
+            400,
+        ));
     }
     let old_template = input.old_object.pointer(pointer).filter(|t| t.is_object());
     if let (true, Some(old)) = (input.operation == "UPDATE", old_template) {
@@ -235,7 +269,7 @@ fn caller_plan(
         }
         if caller::without_managed(cfg, old) == caller::without_managed(cfg, template) {
             // Not a new rollout: the previous stamp stays, restored if tampered.
-            return Ok(CallerPlan::Restore(caller::managed_in(cfg, old)));
+            return Ok(CallerPlan::Restore);
         }
     }
     let stamp = caller::stamp_for(cfg, &input.user);
@@ -277,6 +311,25 @@ fn flyte_secrets(
             format!("pod {pod_ref}: {}", findings.denials.join("; ")),
             403,
         ));
+    }
+    // A secret's `env_var` must not fill a caller-identity env var: the
+    // stamp removed a forged value a moment ago, and a user-chosen Secret
+    // under that name would be a forgery again.
+    if settings.identity_injection.enabled {
+        let managed = &settings.identity_injection.environment_variables;
+        let clash = injections
+            .iter()
+            .flat_map(|i| i.env_groups.iter().flatten())
+            .filter_map(|e| e.get("name").and_then(Value::as_str))
+            .find(|name| managed.iter().any(|t| t.target_key == *name));
+        if let Some(name) = clash {
+            return Err(std::mem::take(fx).reject(
+                format!(
+                    "pod {pod_ref}: a Flyte secret's env_var {name:?} is managed by caller identity injection; choose another env_var"
+                ),
+                403,
+            ));
+        }
     }
     if injections.is_empty() {
         return Ok(());

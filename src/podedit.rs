@@ -111,9 +111,16 @@ pub fn apply(
             }
             Ok(())
         })?;
+        // A managed annotation is the provider's, whether or not any
+        // container receives the provider: a user-supplied one never stays.
+        changed |= set_metadata(pod, "annotations", &injection.managed_annotations, true)?;
         if !received {
             continue;
         }
+        let spec = pod
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| malformed("spec", "an object"))?;
         // An env-only injection (Flyte's ENV_VAR secrets) adds no `volumes: []`.
         let volumes = if injection.volumes.is_empty() {
             &mut Vec::new()
@@ -285,6 +292,82 @@ fn for_each_container(
         }
     }
     Ok(())
+}
+
+/// Puts back exactly what `old` (the previous version of the template) had
+/// under the managed annotation keys and env names: per annotation, its old
+/// value or nothing; per container (matched by list and name), its old
+/// managed env entries, whole (`valueFrom` included) and in their old order.
+/// Nothing is written where the template already agrees with `old`.
+pub fn restore_managed(
+    template: &mut Value,
+    old: &Value,
+    annotation_keys: &[String],
+    env_names: &[String],
+) -> Result<bool, MalformedPod> {
+    let old_annotation = |key: &str| {
+        old.pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let annotations: Vec<(String, Option<String>)> = annotation_keys
+        .iter()
+        .map(|k| (k.clone(), old_annotation(k)))
+        .collect();
+    let mut changed = write_managed(template, &annotations, &[])?;
+    if env_names.is_empty() {
+        return Ok(changed);
+    }
+    let managed = |e: &Value| name_of(e).is_some_and(|n| env_names.iter().any(|m| m == n));
+    let root = template
+        .as_object_mut()
+        .ok_or_else(|| malformed("pod template", "an object"))?;
+    let spec = root
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| malformed("spec", "an object"))?;
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
+            continue;
+        };
+        let old_list = old
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array);
+        for (index, container) in containers.iter_mut().enumerate() {
+            let path = format!("spec.{list}[{index}]");
+            let container = container
+                .as_object_mut()
+                .ok_or_else(|| malformed(&path, "an object"))?;
+            let name = container.get("name").and_then(Value::as_str);
+            let wanted: Vec<Value> = old_list
+                .into_iter()
+                .flatten()
+                .find(|c| c.get("name").and_then(Value::as_str) == name)
+                .and_then(|c| c.get("env"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|e| managed(e))
+                .cloned()
+                .collect();
+            let env_path = format!("{path}.env");
+            let current: Vec<&Value> = existing_list(container, "env", &env_path)?
+                .map(|env| env.iter().filter(|e| managed(e)).collect())
+                .unwrap_or_default();
+            if current.len() == wanted.len() && current.iter().zip(&wanted).all(|(a, b)| *a == b) {
+                continue;
+            }
+            if let Some(env) = existing_list(container, "env", &env_path)? {
+                env.retain(|e| !managed(e));
+            }
+            if !wanted.is_empty() {
+                ensure_list(container, "env", &env_path)?.extend(wanted);
+            }
+            changed = true;
+        }
+    }
+    Ok(changed)
 }
 
 /// Makes `name` appear exactly once with `value` (or not at all).
@@ -763,6 +846,34 @@ mod tests {
                 ], "initContainers": [{"name": "i", "env": [{"name": "SUB", "value": "u-1"}]}]}})
         );
         assert!(!write_managed(&mut pod, &annotations, &env).unwrap());
+    }
+
+    #[test]
+    fn restore_puts_back_each_containers_own_entries() {
+        let old = json!({"metadata": {"annotations": {"who": "alice"}}, "spec": {"containers": [
+            {"name": "a", "env": [{"name": "WHO", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]},
+            {"name": "b"}
+        ]}});
+        // Unchanged apart from the stamp: nothing to write, even though
+        // container b has no managed entry.
+        let mut same = old.clone();
+        let keys = ["who".to_string()];
+        let names = ["WHO".to_string()];
+        assert!(!restore_managed(&mut same, &old, &keys, &names).unwrap());
+        assert_eq!(same, old);
+        // Tampered: the old values come back, whole, and b gets nothing.
+        let mut tampered = json!({"metadata": {"annotations": {"who": "mallory"}}, "spec": {"containers": [
+            {"name": "a", "env": [{"name": "WHO", "value": "mallory"}]},
+            {"name": "b", "env": [{"name": "WHO", "value": "mallory"}]}
+        ]}});
+        assert!(restore_managed(&mut tampered, &old, &keys, &names).unwrap());
+        assert_eq!(
+            tampered,
+            json!({"metadata": {"annotations": {"who": "alice"}}, "spec": {"containers": [
+                {"name": "a", "env": [{"name": "WHO", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]},
+                {"name": "b", "env": []}
+            ]}})
+        );
     }
 
     #[test]
