@@ -10,6 +10,13 @@
 //! error or panic leaves it: Kubewarden turns those into a 500 denial that
 //! ignores the webhook's failurePolicy.
 
+// A panic in `validate` is a 500 denial that ignores the webhook's
+// failurePolicy: outside tests, no unwrap, expect or panic may exist at all.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)
+)]
+
 pub mod caller;
 pub mod core;
 pub mod host;
