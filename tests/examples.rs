@@ -217,7 +217,8 @@ fn the_schema_check_refuses_what_the_cluster_refuses() {
     let validator = validator();
     let base = policy("examples/aws.yaml");
     assert!(schema_errors(&validator, &base).is_empty());
-    let broken: [(&str, fn(&mut Value)); 7] = [
+    type Breaks = fn(&mut Value);
+    let broken: [(&str, Breaks); 7] = [
         ("misspelt field", |p| {
             p["spec"]["backgroundAudits"] = json!(false)
         }),
