@@ -1,6 +1,8 @@
-//! The documentation points at things that exist: every relative link in `README.md` and
-//! `docs/*.md` resolves to a file (and, with a `#fragment`, to a heading of that file), and every
-//! `fixtures/<case>` it cites is a fixture case.
+//! The documentation points at things that exist: every link to a file of this repository in
+//! `README.md` and `docs/*.md` resolves to a file (and, with a `#fragment`, to a heading of that
+//! file), and every `fixtures/<case>` it cites is a fixture case. `README.md` is also what Artifact
+//! Hub shows (`kwctl annotate` embeds it in the module), where relative links lead nowhere: its
+//! links to files are absolute, under the repository's `io.kubewarden.policy.source`.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +70,18 @@ fn anchors(markdown: &str) -> Vec<String> {
         .collect()
 }
 
+/// `<io.kubewarden.policy.source>/blob/main/`: where README links to repository files start.
+fn blob_base() -> String {
+    let metadata: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("policy-metadata.yml")).expect("policy-metadata.yml"),
+    )
+    .expect("policy-metadata.yml is YAML");
+    let source = metadata["annotations"]["io.kubewarden.policy.source"]
+        .as_str()
+        .expect("io.kubewarden.policy.source");
+    format!("{}/blob/main/", source.trim_end_matches('/'))
+}
+
 fn relative(path: &Path) -> String {
     path.strip_prefix(root())
         .unwrap_or(path)
@@ -82,9 +96,11 @@ fn relative_links_resolve() {
         let text = std::fs::read_to_string(&file).expect("readable markdown");
         let dir = file.parent().unwrap_or(root());
         for link in links(&text) {
-            if link.contains("://") || link.starts_with("mailto:") {
-                continue;
-            }
+            let (dir, link) = match link.strip_prefix(&blob_base()) {
+                Some(in_repo) => (root(), in_repo.to_string()),
+                None if link.contains("://") || link.starts_with("mailto:") => continue,
+                None => (dir, link),
+            };
             let (path, fragment) = link.split_once('#').unwrap_or((&link, ""));
             let target = if path.is_empty() {
                 file.clone()
@@ -111,6 +127,20 @@ fn relative_links_resolve() {
         broken.is_empty(),
         "broken links:\n  {}",
         broken.join("\n  ")
+    );
+}
+
+#[test]
+fn readme_links_work_on_artifact_hub() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let relative: Vec<String> = links(&readme)
+        .into_iter()
+        .filter(|link| !link.contains("://") && !link.starts_with('#'))
+        .collect();
+    assert!(
+        relative.is_empty(),
+        "README.md links {relative:?} relatively: on Artifact Hub they lead nowhere; link to {}<path>",
+        blob_base()
     );
 }
 
