@@ -132,6 +132,9 @@ fn make_publish(kwctl: &Path, vars: &[String]) -> Output {
         .env("RUST_BACKTRACE", "0")
         .env("NO_COLOR", "1")
         .env_remove("CARGO_TARGET_DIR")
+        // An outer `make -j` must not run the checks and the build side by side.
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
         .stdin(Stdio::null())
         .output()
         .expect("cannot run make")
