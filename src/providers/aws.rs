@@ -14,18 +14,10 @@ use crate::podedit::{env_value, Injection, Mount};
 use crate::settings::{AwsSettings, MAX_TOKEN_EXPIRATION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS};
 
 /// The anchor's volume and file names; the mount path comes from settings.
-pub const LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "aws-iam-token",
-    mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
-    token_file: "token",
-};
+pub const LAYOUT: TokenLayout = crate::names::AWS_IRSA;
 
 /// EKS Pod Identity's token volume (the anchor's container-credentials mode).
-pub const POD_IDENTITY_LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "eks-pod-identity-token",
-    mount_path: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount",
-    token_file: "eks-pod-identity-token",
-};
+pub const POD_IDENTITY_LAYOUT: TokenLayout = crate::names::AWS_POD_IDENTITY;
 pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
 /// The EKS Pod Identity Agent's link-local endpoint.
 pub const POD_IDENTITY_CREDENTIALS_URI: &str = "http://169.254.170.23/v1/credentials";

@@ -28,20 +28,12 @@ use crate::settings::{
 };
 
 /// The anchor's token volume (`K8sSATokenVolumeName`, `K8sSATokenMountPath`, `K8sSATokenName`).
-pub const LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "gcp-iam-token",
-    mount_path: "/var/run/secrets/sts.googleapis.com/serviceaccount",
-    token_file: "token",
-};
+pub const LAYOUT: TokenLayout = crate::names::GCP_TOKEN;
 
 /// The downward-API volume that exposes the credential annotation as a file
 /// (`DirectInjectedExternalVolumeName`, `DirectInjectedExternalMountPath`,
 /// `ExternalCredConfigFilename`).
-pub const CREDENTIAL_LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "external-credential-config",
-    mount_path: "/var/run/secrets/workload-identity",
-    token_file: "federation.json",
-};
+pub const CREDENTIAL_LAYOUT: TokenLayout = crate::names::GCP_CREDENTIAL;
 
 /// `defaultMode` of both volumes: the anchor's `--token-default-mode` default 0440.
 pub const DEFAULT_MODE: i64 = 0o440;
