@@ -52,7 +52,7 @@ pub struct Injection {
     /// injection, no env and no mount, yet counts as receiving it, so the
     /// pod still gets the volumes (the AWS webhook's rule, its
     /// `rawPodHasAll` test).
-    pub complete_when: Vec<Vec<&'static str>>,
+    pub complete_when: &'static [&'static [&'static str]],
 }
 
 /// A read-only mount of one of the injection's volumes.
@@ -77,7 +77,7 @@ impl Injection {
             default_annotations: Vec::new(),
             init_containers: Vec::new(),
             writable_mounts: Vec::new(),
-            complete_when: Vec::new(),
+            complete_when: &[],
         }
     }
 }
@@ -902,7 +902,7 @@ mod tests {
     #[test]
     fn a_complete_container_gets_nothing_but_the_pod_gets_the_volume() {
         let injection = Injection {
-            complete_when: vec![vec!["A", "B"], vec!["C"]],
+            complete_when: &[&["A", "B"], &["C"]],
             ..injection()
         };
         let mut pod = json!({"spec": {"containers": [
