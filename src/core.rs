@@ -74,9 +74,9 @@ impl Effects {
     }
 }
 
-/// Decides one admission request: caller identity first (any supported
-/// kind, CREATE and UPDATE), then Flyte secrets and cloud identity (Pod
-/// CREATE only), all on the same working copy of the object.
+/// Decides one admission request: Flyte secrets (Pod CREATE only), caller
+/// identity (any supported kind, CREATE and UPDATE), then cloud identity
+/// (Pod CREATE only), all on the same working copy of the object.
 pub fn decide(settings: &Settings, input: &Input, lookup: &dyn Lookup) -> Decision {
     decide_on(settings, input, None, lookup)
 }
@@ -97,16 +97,22 @@ fn decide_on(
     lookup: &dyn Lookup,
 ) -> Decision {
     let mut fx = Effects::default();
-    if let Err(rejection) = caller_identity(settings, input, &mut object, &mut fx) {
-        return rejection;
-    }
-    // Only Pod CREATE carries a pod to give a cloud identity to: UPDATE
-    // cannot change volumes or env, and DELETE has no object.
-    if input.group.is_empty() && input.kind == "Pod" && input.operation == "CREATE" {
-        // Before the lookup: a pod whose secrets are unreadable is denied without one.
+    // Only Pod CREATE carries a pod to give secrets and a cloud identity to:
+    // UPDATE cannot change volumes or env, and DELETE has no object.
+    let pod_create = input.group.is_empty() && input.kind == "Pod" && input.operation == "CREATE";
+    // Secrets before caller identity: the AWS and GCP managers add init
+    // containers, which must get the stamp like every other container (or a
+    // second pass would stamp them). Before the lookup: a pod whose secrets
+    // are unreadable is denied without one.
+    if pod_create {
         if let Err(rejection) = flyte_secrets(settings, input, &mut object, &mut fx) {
             return rejection;
         }
+    }
+    if let Err(rejection) = caller_identity(settings, input, &mut object, &mut fx) {
+        return rejection;
+    }
+    if pod_create {
         if let Err(rejection) = cloud_identity(settings, input, &mut object, lookup, &mut fx) {
             return rejection;
         }
@@ -313,8 +319,8 @@ fn flyte_secrets(
         ));
     }
     // A secret's `env_var` must not fill a caller-identity env var: the
-    // stamp removed a forged value a moment ago, and a user-chosen Secret
-    // under that name would be a forgery again.
+    // stamp sets it in every container, and a user-chosen Secret under that
+    // name would be a forgery.
     if settings.identity_injection.enabled {
         let managed = &settings.identity_injection.environment_variables;
         let clash = injections

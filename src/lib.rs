@@ -25,6 +25,7 @@
 pub mod caller;
 pub mod core;
 pub mod host;
+pub mod names;
 pub mod podedit;
 pub mod providers;
 pub mod request;

@@ -38,6 +38,21 @@ pub struct Injection {
     /// Pod annotations added when absent: a user-supplied one is kept
     /// (Flyte's Vault Agent annotations).
     pub default_annotations: Vec<(String, String)>,
+    /// Whole init container objects appended to `spec.initContainers` before
+    /// any container is edited, so they receive this injection's mounts and
+    /// env like every other container (Flyte's AWS and GCP secret pull
+    /// containers). One whose name the pod already has is not added: a
+    /// user's init container is never replaced.
+    pub init_containers: Vec<Value>,
+    /// Mounts like `mounts`, but writable: written without `readOnly`
+    /// (GCP's gcloud configuration directory).
+    pub writable_mounts: Vec<Mount>,
+    /// Groups of env names. A container that already sets at least one name
+    /// of every group is configured already: it gets nothing of this
+    /// injection, no env and no mount, yet counts as receiving it, so the
+    /// pod still gets the volumes (the AWS webhook's rule, its
+    /// `rawPodHasAll` test).
+    pub complete_when: &'static [&'static [&'static str]],
 }
 
 /// A read-only mount of one of the injection's volumes.
@@ -60,6 +75,9 @@ impl Injection {
             managed_annotations: Vec::new(),
             labels: Vec::new(),
             default_annotations: Vec::new(),
+            init_containers: Vec::new(),
+            writable_mounts: Vec::new(),
+            complete_when: &[],
         }
     }
 }
@@ -96,6 +114,16 @@ pub fn apply(
             .get_mut("spec")
             .and_then(Value::as_object_mut)
             .ok_or_else(|| malformed("spec", "an object"))?;
+        if !injection.init_containers.is_empty() {
+            let list = ensure_list(spec, "initContainers", "spec.initContainers")?;
+            for init in &injection.init_containers {
+                let name = name_of(init);
+                if !list.iter().any(|c| name_of(c) == name) {
+                    list.push(init.clone());
+                    changed = true;
+                }
+            }
+        }
         let mut received = false;
         for_each_container(spec, |container, path| {
             match inject_container(container, injection, path)? {
@@ -493,11 +521,28 @@ fn inject_container(
     }
     let mounts_path = format!("{path}.volumeMounts");
     let env_path = format!("{path}.env");
+    if !injection.complete_when.is_empty() {
+        let env = existing_list(container, "env", &env_path)?;
+        let sets = |wanted: &str| {
+            env.as_ref()
+                .is_some_and(|env| env.iter().any(|e| name_of(e) == Some(wanted)))
+        };
+        if injection
+            .complete_when
+            .iter()
+            .all(|group| group.iter().any(|n| sets(n)))
+        {
+            return Ok(Outcome::Injected { changed: false });
+        }
+    }
     let mut missing_mounts = Vec::new();
     {
         let existing = existing_list(container, "volumeMounts", &mounts_path)?;
         let existing: &[Value] = existing.as_deref().map(Vec::as_slice).unwrap_or(&[]);
-        for wanted in &injection.mounts {
+        let wanted_mounts = injection.mounts.iter().map(|m| (m, true));
+        let wanted_mounts =
+            wanted_mounts.chain(injection.writable_mounts.iter().map(|m| (m, false)));
+        for (wanted, read_only) in wanted_mounts {
             let target = trim_path(&wanted.path);
             let mut present = false;
             for mount in existing {
@@ -518,7 +563,7 @@ fn inject_container(
                 }
             }
             if !present {
-                missing_mounts.push(wanted);
+                missing_mounts.push((wanted, read_only));
             }
         }
     }
@@ -538,12 +583,14 @@ fn inject_container(
     let mut changed = false;
     if !missing_mounts.is_empty() {
         let mounts = ensure_list(container, "volumeMounts", &mounts_path)?;
-        for wanted in missing_mounts {
-            mounts.push(json!({
-                "name": wanted.volume,
-                "mountPath": wanted.path,
-                "readOnly": true,
-            }));
+        for (wanted, read_only) in missing_mounts {
+            let mut mount = Map::new();
+            mount.insert("name".to_string(), wanted.volume.clone().into());
+            mount.insert("mountPath".to_string(), wanted.path.clone().into());
+            if read_only {
+                mount.insert("readOnly".to_string(), Value::Bool(true));
+            }
+            mounts.push(Value::Object(mount));
         }
         changed = true;
     }
@@ -810,6 +857,78 @@ mod tests {
         );
         assert_eq!(pod["spec"].get("volumes"), None);
         assert!(!apply(&mut pod, &[injection], "ns/p", &mut Vec::new()).unwrap());
+    }
+
+    #[test]
+    fn init_containers_come_first_and_receive_the_injection() {
+        let injection = Injection {
+            volumes: vec![json!({"name": "v", "emptyDir": {}})],
+            mounts: vec![Mount {
+                volume: "v".to_string(),
+                path: "/ro".to_string(),
+            }],
+            writable_mounts: vec![Mount {
+                volume: "w".to_string(),
+                path: "/rw".to_string(),
+            }],
+            env_groups: vec![vec![env_value("A", "1")]],
+            init_containers: vec![
+                json!({"name": "pull", "volumeMounts": [{"name": "v", "mountPath": "/tmp"}]}),
+                json!({"name": "mine", "image": "policy"}),
+            ],
+            ..Injection::new("Test")
+        };
+        let mut pod = json!({"spec": {"initContainers": [{"name": "mine", "image": "user"}],
+            "containers": [{"name": "c"}]}});
+        assert!(apply(
+            &mut pod,
+            std::slice::from_ref(&injection),
+            "ns/p",
+            &mut Vec::new()
+        )
+        .unwrap());
+        assert_eq!(
+            pod["spec"]["initContainers"],
+            json!([
+                {"name": "mine", "image": "user", "env": [{"name": "A", "value": "1"}], "volumeMounts": [
+                    {"name": "v", "mountPath": "/ro", "readOnly": true}, {"name": "w", "mountPath": "/rw"}]},
+                {"name": "pull", "env": [{"name": "A", "value": "1"}], "volumeMounts": [
+                    {"name": "v", "mountPath": "/tmp"}, {"name": "w", "mountPath": "/rw"}]},
+            ])
+        );
+        assert!(!apply(&mut pod, &[injection], "ns/p", &mut Vec::new()).unwrap());
+    }
+
+    #[test]
+    fn a_complete_container_gets_nothing_but_the_pod_gets_the_volume() {
+        let injection = Injection {
+            complete_when: &[&["A", "B"], &["C"]],
+            ..injection()
+        };
+        let mut pod = json!({"spec": {"containers": [
+            {"name": "done", "env": [{"name": "B", "value": "x"}, {"name": "C", "value": "y"}]},
+        ]}});
+        let before = pod["spec"]["containers"].clone();
+        assert!(apply(
+            &mut pod,
+            std::slice::from_ref(&injection),
+            "ns/p",
+            &mut Vec::new()
+        )
+        .unwrap());
+        assert_eq!(pod["spec"]["containers"], before);
+        assert_eq!(pod["spec"]["volumes"][0]["name"], "tok");
+        // One group unset: the usual rules (A and B are a pair, C is set).
+        let mut pod = json!({"spec": {"containers": [{"name": "half", "env": [{"name": "B", "value": "x"}]}]}});
+        apply(&mut pod, &[injection], "ns/p", &mut Vec::new()).unwrap();
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"],
+            json!([{"name": "B", "value": "x"}, {"name": "C", "value": "3"}])
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"][0]["name"],
+            "tok"
+        );
     }
 
     #[test]

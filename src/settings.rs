@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::providers::{BUILTIN_ENV_NAMES, BUILTIN_LAYOUTS};
+use crate::names::{flyte, BUILTIN_ENV_NAMES, OWNED_VOLUMES};
 
 /// The API server refuses projected tokens that live shorter than this (seconds).
 pub const MIN_TOKEN_EXPIRATION_SECONDS: i64 = 600;
@@ -48,6 +48,10 @@ pub struct SecretsSettings {
     pub manager: SecretManager,
     /// The Vault manager's settings [`vaultSecretManager`].
     pub vault: VaultSecretsSettings,
+    /// The AWS manager's settings [`awsSecretManager`].
+    pub aws: SidecarSettings,
+    /// The GCP manager's settings [`gcpSecretManager`].
+    pub gcp: SidecarSettings,
 }
 
 impl Default for SecretsSettings {
@@ -56,6 +60,8 @@ impl Default for SecretsSettings {
             enabled: true,
             manager: SecretManager::Kubernetes,
             vault: VaultSecretsSettings::default(),
+            aws: SidecarSettings::default(),
+            gcp: SidecarSettings::default(),
         }
     }
 }
@@ -71,6 +77,10 @@ pub enum SecretManager {
     Kubernetes,
     /// HashiCorp Vault Agent injector annotations.
     Vault,
+    /// AWS Secrets Manager, pulled by one init container per secret.
+    Aws,
+    /// GCP Secret Manager, pulled by one init container per secret.
+    Gcp,
 }
 
 /// Vault Agent injection [`vaultSecretManager`].
@@ -79,13 +89,108 @@ pub enum SecretManager {
 pub struct VaultSecretsSettings {
     /// `vault.hashicorp.com/role` [`role`].
     pub role: String,
+    /// The KV engine version read when a secret's `group_version` is not
+    /// `kv1`, `kv2` or `db` [`kvVersion`, deprecated upstream].
+    pub kv_version: KvVersionSetting,
+    /// Extra pod annotations, over the manager's own and under the pod's
+    /// [`annotations`].
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Default for VaultSecretsSettings {
     fn default() -> Self {
         VaultSecretsSettings {
             role: "flyte".to_string(),
+            kv_version: KvVersionSetting::default(),
+            annotations: BTreeMap::new(),
         }
+    }
+}
+
+/// Vault's KV secrets engine version (upstream's `KVVersion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvVersion {
+    V1,
+    #[default]
+    V2,
+}
+
+/// `secrets.vault.kvVersion` as written: `"1"` or `"2"` (upstream's
+/// `KVVersion` names), the numbers 1 and 2 too; checked by
+/// [`Settings::validate`]. (A decoder accepting strings and numbers cost
+/// 4 KB of wasm; JSON values are decoded anyway.)
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct KvVersionSetting(pub Option<serde_json::Value>);
+
+impl KvVersionSetting {
+    /// The version, or `None` when the value is neither 1 nor 2.
+    pub fn parse(&self) -> Option<KvVersion> {
+        let Some(value) = self.0.as_ref() else {
+            return Some(KvVersion::V2);
+        };
+        match (value.as_str(), value.as_u64()) {
+            (Some("1"), _) | (_, Some(1)) => Some(KvVersion::V1),
+            (Some("2"), _) | (_, Some(2)) => Some(KvVersion::V2),
+            _ => None,
+        }
+    }
+
+    /// The version (the default `"2"` if unparsable, which validation refuses).
+    pub fn get(&self) -> KvVersion {
+        self.parse().unwrap_or_default()
+    }
+}
+
+/// Settings of the AWS or GCP manager's pull init containers,
+/// `{sidecarImage, resources}` (upstream's `awsSecretManager` and
+/// `gcpSecretManager`), kept as the JSON written: [`Settings::validate`]
+/// checks it, field by field, and the accessors fill in the defaults.
+/// (Deriving a decoder for these structs cost 19 KB of wasm.)
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct SidecarSettings(pub Option<serde_json::Value>);
+
+/// The AWS manager's default sidecar image.
+pub const AWS_SIDECAR_IMAGE: &str = "docker.io/amazon/aws-secrets-manager-secret-sidecar:v0.1.4";
+/// The GCP manager's default sidecar image.
+pub const GCP_SIDECAR_IMAGE: &str = "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine";
+
+impl SidecarSettings {
+    fn field(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.as_ref()?.get(name).filter(|v| !v.is_null())
+    }
+
+    /// `sidecarImage`, else `default`.
+    pub fn image<'a>(&'a self, default: &'a str) -> &'a str {
+        self.field("sidecarImage")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(default)
+    }
+
+    /// The init container's `resources`: the setting (it replaces the
+    /// default as a whole), without empty lists as Go's `omitempty`; else
+    /// flytepropeller's requests = limits = 200m CPU, 500Mi memory.
+    pub fn resources(&self) -> serde_json::Value {
+        use serde_json::Value;
+        let mut out = serde_json::Map::new();
+        match self.field("resources") {
+            Some(Value::Object(lists)) => {
+                for (name, list) in lists {
+                    if list.as_object().is_some_and(|l| !l.is_empty()) {
+                        out.insert(name.clone(), list.clone());
+                    }
+                }
+            }
+            _ => {
+                let mut list = serde_json::Map::new();
+                list.insert("cpu".to_string(), "200m".into());
+                list.insert("memory".to_string(), "500Mi".into());
+                out.insert("limits".to_string(), Value::Object(list.clone()));
+                out.insert("requests".to_string(), Value::Object(list));
+            }
+        }
+        Value::Object(out)
     }
 }
 
@@ -472,7 +577,7 @@ impl Settings {
         }
         self.validate_custom_providers(&mut errors);
         self.validate_identity(&mut errors);
-        check_non_empty("secrets.vault.role", &self.secrets.vault.role, &mut errors);
+        self.validate_secrets(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -515,6 +620,33 @@ impl Settings {
         }
     }
 
+    fn validate_secrets(&self, errors: &mut Vec<String>) {
+        let secrets = &self.secrets;
+        check_non_empty("secrets.vault.role", &secrets.vault.role, errors);
+        if let (Some(value), None) = (
+            &secrets.vault.kv_version.0,
+            secrets.vault.kv_version.parse(),
+        ) {
+            errors.push(format!(
+                "secrets.vault.kvVersion: {value} is not \"1\" or \"2\" (the KV secrets engine version)"
+            ));
+        }
+        for key in secrets.vault.annotations.keys() {
+            if !is_qualified_key(key) {
+                errors.push(format!(
+                    "secrets.vault.annotations: {key:?} is not a valid annotation key ([prefix/]name)"
+                ));
+            } else if key.starts_with(flyte::ANNOTATION_PREFIX) {
+                errors.push(format!(
+                    "secrets.vault.annotations: {key:?} would be read as a Flyte secret request (keys starting with {:?} are)",
+                    flyte::ANNOTATION_PREFIX
+                ));
+            }
+        }
+        check_sidecar("secrets.aws", &secrets.aws, errors);
+        check_sidecar("secrets.gcp", &secrets.gcp, errors);
+    }
+
     fn validate_custom_providers(&self, errors: &mut Vec<String>) {
         let mut names = Vec::new();
         let mut volumes: Vec<&str> = Vec::new();
@@ -543,7 +675,7 @@ impl Settings {
             );
             check_mount_path(&format!("{field}.mountPath"), &p.mount_path, errors);
             check_dns_label(&format!("{field}.volumeName"), &p.volume_name, errors);
-            if let Some(builtin) = BUILTIN_LAYOUTS
+            if let Some(builtin) = OWNED_VOLUMES
                 .iter()
                 .map(|l| l.volume_name)
                 .find(|v| p.volume_name.starts_with(v))
@@ -698,7 +830,7 @@ impl Settings {
     /// second pass would change the pod again.
     fn managed_elsewhere(&self, field: &str, key: &str) -> Option<String> {
         if field.ends_with("environmentVariables") {
-            if BUILTIN_ENV_NAMES.contains(&key) || key.starts_with(crate::secrets::ENV_PREFIX) {
+            if BUILTIN_ENV_NAMES.contains(&key) || key.starts_with(flyte::ENV_PREFIX) {
                 return Some("a built-in provider".to_string());
             }
             return self
@@ -708,13 +840,21 @@ impl Settings {
                 .map(|p| format!("custom provider {:?}", p.name));
         }
         let gcp_credentials = format!("{}/external-credentials-json", self.gcp.annotation_prefix);
-        (key == gcp_credentials).then(|| "GCP workload identity federation".to_string())
+        if key == gcp_credentials {
+            return Some("GCP workload identity federation".to_string());
+        }
+        let vault = &self.secrets;
+        let vault_writes = vault.enabled
+            && vault.manager == SecretManager::Vault
+            && (key.starts_with(flyte::VAULT_ANNOTATION_PREFIX)
+                || vault.vault.annotations.contains_key(key));
+        vault_writes.then(|| "the Flyte Vault secret manager".to_string())
     }
 
     /// Mount paths the built-in providers use with these settings.
     pub fn builtin_mount_paths(&self) -> Vec<&str> {
         let mut paths = vec![self.aws.token_mount_path.trim_end_matches('/')];
-        paths.extend(BUILTIN_LAYOUTS.iter().map(|l| l.mount_path));
+        paths.extend(OWNED_VOLUMES.iter().map(|l| l.mount_path));
         paths
     }
 }
@@ -728,6 +868,111 @@ fn paths_overlap(a: &str, b: &str) -> bool {
                 .is_some_and(|rest| rest.starts_with('/'))
     };
     within(a, b) || within(b, a)
+}
+
+/// `{sidecarImage, resources}` of the AWS or GCP manager, every problem by
+/// its path; unknown fields are refused as serde refuses them elsewhere.
+fn check_sidecar(field: &str, settings: &SidecarSettings, errors: &mut Vec<String>) {
+    use serde_json::Value;
+    fn bad(errors: &mut Vec<String>, at: &str, what: &Value, expected: &str) {
+        errors.push(format!("{at}: {what} is not {expected}"));
+    }
+    fn unknown(errors: &mut Vec<String>, at: &str, expected: &str) {
+        errors.push(format!("unknown field `{at}`, expected {expected}"));
+    }
+    let Some(value) = settings.0.as_ref() else {
+        return;
+    };
+    let Some(map) = value.as_object() else {
+        return bad(errors, field, value, "an object {sidecarImage, resources}");
+    };
+    for (key, value) in map {
+        let at = format!("{field}.{key}");
+        match (key.as_str(), value) {
+            (_, Value::Null) => {}
+            ("sidecarImage", Value::String(image))
+                if !image.is_empty()
+                    && !image.chars().any(|c| c.is_whitespace() || c.is_control()) => {}
+            ("sidecarImage", _) => bad(
+                errors,
+                &at,
+                value,
+                "a container image reference (a non-empty string without spaces)",
+            ),
+            ("resources", Value::Object(lists)) => {
+                for (list_name, list) in lists {
+                    let at = format!("{at}.{list_name}");
+                    if !matches!(list_name.as_str(), "requests" | "limits") {
+                        unknown(errors, &at, "`requests` or `limits`");
+                        continue;
+                    }
+                    let Some(list) = list.as_object() else {
+                        if !list.is_null() {
+                            bad(errors, &at, list, "a map of resource name to quantity");
+                        }
+                        continue;
+                    };
+                    for (name, quantity) in list {
+                        // The API server's rule for container resources:
+                        // a standard name, or a qualified one with a prefix.
+                        let standard =
+                            matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage")
+                                || name.starts_with("hugepages-");
+                        if !is_qualified_key(name) || !(standard || name.contains('/')) {
+                            errors.push(format!(
+                                "{at}: {name:?} is not a container resource name (\"cpu\", \"memory\", \"ephemeral-storage\", \"hugepages-<size>\" or a prefixed name such as \"nvidia.com/gpu\")"
+                            ));
+                        }
+                        if !is_quantity(quantity) {
+                            bad(
+                                errors,
+                                &format!("{at}.{name}"),
+                                quantity,
+                                "a Kubernetes quantity (a non-negative number or a string such as \"200m\", \"500Mi\", \"1e3\")",
+                            );
+                        }
+                    }
+                }
+            }
+            ("resources", _) => bad(errors, &at, value, "an object {requests, limits}"),
+            _ => unknown(errors, &at, "`sidecarImage` or `resources`"),
+        }
+    }
+}
+
+/// A Kubernetes resource quantity (`resource.ParseQuantity`) that is not
+/// negative: a JSON number, or a string `<number><suffix>` where the number
+/// is digits with an optional `.` and fraction (`+` allowed) and the suffix
+/// is empty, `m`, `k`, `M`, `G`, `T`, `P`, `E`, `Ki` .. `Ei`, or `e`/`E` and
+/// a signed integer.
+fn is_quantity(value: &serde_json::Value) -> bool {
+    let text = match value {
+        serde_json::Value::Number(n) => return n.as_f64().is_some_and(|f| f >= 0.0),
+        serde_json::Value::String(text) => text.as_str(),
+        _ => return false,
+    };
+    let text = text.strip_prefix('+').unwrap_or(text);
+    let digits_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits_end);
+    let mut parts = number.split('.');
+    let whole = parts.next().unwrap_or("");
+    let fraction = parts.next();
+    if parts.next().is_some() || (whole.is_empty() && fraction.is_none_or(str::is_empty)) {
+        return false;
+    }
+    if matches!(
+        suffix,
+        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+    ) {
+        return true;
+    }
+    let Some(exponent) = suffix.strip_prefix(['e', 'E']) else {
+        return false;
+    };
+    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    !exponent.is_empty() && exponent.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Kubernetes' env var name rule: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
@@ -1075,6 +1320,12 @@ mod tests {
     #[case::azure_v16_prefix("azure-workload-identity-reserved-x", "/var/run/custom")]
     #[case::pod_identity_path("custom", "/var/run/secrets/pods.eks.amazonaws.com")]
     #[case::gcp_credential_path("custom", "/var/run/secrets/workload-identity/sub")]
+    #[case::gcloud_config_volume("gcloud-config", "/var/run/custom")]
+    #[case::gcloud_config_parent_path("custom", "/var/run/secrets/gcloud")]
+    #[case::flyte_kubernetes_volume("flyte-secret-db-1234", "/var/run/custom")]
+    #[case::flyte_aws_volume("aws-secret-vol", "/var/run/custom")]
+    #[case::flyte_gcp_volume("gcp-secret-vol", "/var/run/custom")]
+    #[case::flyte_secrets_path("custom", "/etc/flyte/secrets/db")]
     fn every_builtin_layout_is_protected(#[case] volume: &str, #[case] path: &str) {
         let raw = format!(
             r#"{{"customProviders":[{{"name":"c","serviceAccountAnnotation":"x/y","audience":"a","mountPath":"{path}","volumeName":"{volume}"}}]}}"#
@@ -1128,6 +1379,49 @@ mod tests {
         ] {
             assert!(err.contains(expected), "missing {expected:?} in {err:?}");
         }
+    }
+
+    #[test]
+    fn flyte_names_cannot_be_caller_identity_targets() {
+        let raw = |manager: &str| {
+            format!(
+                r#"{{"identityInjection":{{"environmentVariables":[{{"claimName":"a","targetKey":"SECRET_ARN"}},{{"claimName":"b","targetKey":"CLOUDSDK_CONFIG"}}],
+                     "annotations":[{{"claimName":"c","targetKey":"vault.hashicorp.com/role"}},{{"claimName":"d","targetKey":"example.com/extra"}}]}},
+                   "secrets":{{"manager":"{manager}","vault":{{"annotations":{{"example.com/extra":"x"}}}}}}}}"#
+            )
+        };
+        let err = Settings::from_json(raw("vault").as_bytes()).unwrap_err();
+        for expected in [
+            "identityInjection.annotations[0].targetKey: \"vault.hashicorp.com/role\" is written by the Flyte Vault secret manager",
+            "identityInjection.annotations[1].targetKey: \"example.com/extra\" is written by the Flyte Vault secret manager",
+            "identityInjection.environmentVariables[0].targetKey: \"SECRET_ARN\" is written by a built-in provider",
+            "identityInjection.environmentVariables[1].targetKey: \"CLOUDSDK_CONFIG\" is written by a built-in provider",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in {err:?}");
+        }
+        // Without the Vault manager, the Vault annotations are free.
+        let err = Settings::from_json(raw("kubernetes").as_bytes()).unwrap_err();
+        assert!(!err.contains("annotations["), "{err}");
+    }
+
+    #[rstest]
+    #[case::milli("200m", true)]
+    #[case::binary("500Mi", true)]
+    #[case::plain("1", true)]
+    #[case::plus_fraction("+1.5", true)]
+    #[case::leading_dot(".5", true)]
+    #[case::trailing_dot("1.", true)]
+    #[case::exponent("1e3", true)]
+    #[case::negative_exponent("1E-3", true)]
+    #[case::negative("-1", false)]
+    #[case::empty("", false)]
+    #[case::dot_only(".", false)]
+    #[case::unit_word("1 cores", false)]
+    #[case::two_dots("1.2.3", false)]
+    #[case::lower_binary("1mi", false)]
+    #[case::bare_exponent("1e", false)]
+    fn quantities(#[case] text: &str, #[case] valid: bool) {
+        assert_eq!(is_quantity(&serde_json::Value::from(text)), valid, "{text}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ const ENV_NAMES: &[&str] = &[
     "AZURE_AUTHORITY_HOST",
     "GOOGLE_APPLICATION_CREDENTIALS",
     "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+    "CLOUDSDK_CONFIG",
     "CLOUDSDK_COMPUTE_REGION",
     "CLOUDSDK_CORE_PROJECT",
     "VAULT_ROLE",
@@ -102,6 +103,7 @@ const ENV_NAMES: &[&str] = &[
     "FLYTE_SECRETS_DEFAULT_DIR",
     "FLYTE_SECRETS_FILE_PREFIX",
     "FLYTE_SECRETS_ENV_PREFIX",
+    "SECRET_ARN",
     "HOME",
     "LOG_LEVEL",
 ];
@@ -115,6 +117,9 @@ const VOLUME_NAMES: &[&str] = &[
     AZURE_V16_WEB0,
     "gcp-iam-token",
     "external-credential-config",
+    "gcloud-config",
+    "aws-secret-vol",
+    "gcp-secret-vol",
     "vault-token",
     "jwt-token",
     FLYTE_DB,
@@ -136,6 +141,7 @@ const MOUNT_PATHS: &[&str] = &[
     "/var/run/secrets/azure/wi",
     "/var/run/secrets/sts.googleapis.com/serviceaccount",
     "/var/run/secrets/workload-identity",
+    "/var/run/secrets/gcloud/config",
     "/var/run/secrets/vault",
     "/var/run/secrets/jwt",
     "/etc/flyte/secrets/db",
@@ -319,6 +325,7 @@ const FLYTE_SECRETS: &[&str] = &[
     "group: \"api\" key: \"token\" mount_requirement: ENV_VAR",
     "group: \"api\" key: \"token\" mount_requirement: ENV_VAR env_var: \"API_TOKEN\"",
     "group: \"db.prod\" key: \"tls.key\" mount_requirement: FILE env_var: \"TLS_KEY\"",
+    "group: \"api\" group_version: \"3\" key: \"token\" env_var: \"API_TOKEN\"",
     "group: \"db\" key: \"Password\"",
     "group: \"db\" key: \"password\" future_field: 1",
     "group: \"Bad Group\" key: \"k\"",
@@ -588,7 +595,7 @@ fn flyte_secrets() -> impl Strategy<Value = Option<Map<String, Value>>> {
                 "flyte.secrets/s10",
             ][..],
         ),
-        prop_oneof![3 => select(&FLYTE_SECRETS[..6]), 1 => select(FLYTE_SECRETS)],
+        prop_oneof![3 => select(&FLYTE_SECRETS[..7]), 1 => select(FLYTE_SECRETS)],
     );
     prop::option::weighted(
         0.3,
@@ -788,7 +795,7 @@ fn settings_json() -> impl Strategy<Value = Value> {
         });
     let secrets = (
         prop::bool::weighted(0.8),
-        select(&["kubernetes", "k8s", "vault"][..]),
+        select(&["kubernetes", "k8s", "vault", "aws", "gcp"][..]),
         select(&["flyte", "reader"][..]),
     )
         .prop_map(|(enabled, manager, role)| {
@@ -1200,11 +1207,32 @@ struct Pair<'a> {
     after: &'a Value,
 }
 
+/// The containers and init containers of input and output, paired. The only
+/// containers the policy may add are the Flyte AWS and GCP managers' pull
+/// init containers, appended, with names the pod did not have.
 fn containers<'a>(pair: &Pair<'a>) -> Result<Vec<(Value, Value)>, TestCaseError> {
     let mut pairs = Vec::new();
     for key in ["containers", "initContainers"] {
         let before = list(pair.before.pointer(&format!("/spec/{key}")));
-        let after = list(pair.after.pointer(&format!("/spec/{key}")));
+        let mut after = list(pair.after.pointer(&format!("/spec/{key}")));
+        if key == "initContainers" && after.len() > before.len() {
+            let names: BTreeSet<&str> = before.iter().filter_map(name_of).collect();
+            let mut added = BTreeSet::new();
+            for pull in &after[before.len()..] {
+                let name = name_of(pull).unwrap_or("");
+                prop_assert!(
+                    name.starts_with("aws-pull-secret-") || name.starts_with("gcp-pull-secret-"),
+                    "init container {} added",
+                    pull
+                );
+                prop_assert!(
+                    !names.contains(name) && added.insert(name.to_string()),
+                    "pull container name {} taken twice",
+                    name
+                );
+            }
+            after.truncate(before.len());
+        }
         prop_assert_eq!(before.len(), after.len(), "spec.{} changed length", key);
         pairs.extend(before.into_iter().zip(after));
     }
@@ -1479,6 +1507,11 @@ fn check_owned_paths(case: &Case, output: &Value) -> Result<(), TestCaseError> {
     }
     for key in ["containers", "initContainers"] {
         let (b, a) = (spec_before.get(key), spec_after.get(key));
+        // Flyte's AWS and GCP managers may create the list for their pull
+        // containers (checked by `containers`).
+        if key == "initContainers" && b.is_none_or(Value::is_null) && !list(a).is_empty() {
+            continue;
+        }
         prop_assert_eq!(
             b.map(Value::is_null),
             a.map(Value::is_null),
@@ -1810,6 +1843,11 @@ fn generator_reaches_every_outcome() {
                 if text.contains("vault.hashicorp.com/agent-inject") {
                     *seen.entry("pod given Flyte secrets by Vault").or_default() += 1;
                 }
+                if text.contains("-pull-secret-") {
+                    *seen
+                        .entry("pod given Flyte secrets by AWS or GCP")
+                        .or_default() += 1;
+                }
                 if !case.managed().0.is_empty() {
                     *seen.entry("pod stamped with caller identity").or_default() += 1;
                 }
@@ -1830,6 +1868,7 @@ fn generator_reaches_every_outcome() {
         ("pod mutated with two or more volumes", 50),
         ("pod given Flyte secrets", 50),
         ("pod given Flyte secrets by Vault", 5),
+        ("pod given Flyte secrets by AWS or GCP", 5),
         ("pod stamped with caller identity", 50),
         ("workload or update mutated", 25),
         ("accepted", 200),

@@ -3,9 +3,11 @@
 //! Contract (anchor-contracts §1): the SA's `<prefix>/role-arn` turns it on;
 //! `audience`, `sts-regional-endpoints` and `token-expiration` (pod wins
 //! over SA, over settings; raised to 600) tune it; pod `skip-containers` and
-//! the pod label `skip-pod-identity-webhook` opt out. Like the anchor, an
-//! invalid optional annotation is ignored, never fatal; unlike the anchor we
-//! say so in a warning.
+//! the pod label `skip-pod-identity-webhook` opt out. A container that
+//! already sets the identity pair, a region and the STS variable is left
+//! untouched, as the anchor does (its `rawPodHasAll` test). Like the anchor,
+//! an invalid optional annotation is ignored, never fatal; unlike the anchor
+//! we say so in a warning.
 
 use super::{
     parse_go_bool, projected_token_volume, split_list, Context, Findings, Resolution, TokenLayout,
@@ -14,18 +16,10 @@ use crate::podedit::{env_value, Injection, Mount};
 use crate::settings::{AwsSettings, MAX_TOKEN_EXPIRATION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS};
 
 /// The anchor's volume and file names; the mount path comes from settings.
-pub const LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "aws-iam-token",
-    mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount",
-    token_file: "token",
-};
+pub const LAYOUT: TokenLayout = crate::names::AWS_IRSA;
 
 /// EKS Pod Identity's token volume (the anchor's container-credentials mode).
-pub const POD_IDENTITY_LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "eks-pod-identity-token",
-    mount_path: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount",
-    token_file: "eks-pod-identity-token",
-};
+pub const POD_IDENTITY_LAYOUT: TokenLayout = crate::names::AWS_POD_IDENTITY;
 pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
 /// The EKS Pod Identity Agent's link-local endpoint.
 pub const POD_IDENTITY_CREDENTIALS_URI: &str = "http://169.254.170.23/v1/credentials";
@@ -134,6 +128,7 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
             env_groups,
             skip_containers,
             labels: vec![(POD_IDENTITY_LABEL.to_string(), "enabled".to_string())],
+            complete_when: POD_IDENTITY_COMPLETE,
             ..Injection::new("EKS Pod Identity")
         });
     }
@@ -170,9 +165,29 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
         }],
         env_groups,
         skip_containers,
+        complete_when: IRSA_COMPLETE,
         ..Injection::new("AWS IRSA")
     })
 }
+
+/// The anchor's `addEnvToContainer` leaves a container alone, no env and no
+/// token mount, when it already sets the mode's pair, a region variable and
+/// `AWS_STS_REGIONAL_ENDPOINTS` (whatever the settings); the pod still gets
+/// the volume (its `rawPodHasAll` test). A container that sets either
+/// variable of a pair has its own.
+const IRSA_COMPLETE: &[&[&str]] = &[
+    &["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"],
+    &["AWS_REGION", "AWS_DEFAULT_REGION"],
+    &["AWS_STS_REGIONAL_ENDPOINTS"],
+];
+const POD_IDENTITY_COMPLETE: &[&[&str]] = &[
+    &[
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    ],
+    &["AWS_REGION", "AWS_DEFAULT_REGION"],
+    &["AWS_STS_REGIONAL_ENDPOINTS"],
+];
 
 /// The anchor draws the Pod Identity token lifetime at random from
 /// 79200..=86400 s so that tokens of pods started together do not all

@@ -30,19 +30,11 @@ use crate::settings::{AzureSettings, AzureTokenLayout};
 const PROVIDER: &str = "Azure Workload Identity";
 
 /// ≤ v1.5.1: `TokenFilePathName` and `TokenFileMountPath`.
-pub const LAYOUT_V1_5: TokenLayout = TokenLayout {
-    volume_name: "azure-identity-token",
-    mount_path: "/var/run/secrets/azure/tokens",
-    token_file: "azure-identity-token",
-};
+pub const LAYOUT_V1_5: TokenLayout = crate::names::AZURE_V1_5;
 
 /// v1.6.0: `ProjectedVolumeNamePrefix`, `VolumeMountPath`, `TokenFilePath`.
 /// `volume_name` is only the prefix: see [`v1_6_volume_name`].
-pub const LAYOUT_V1_6: TokenLayout = TokenLayout {
-    volume_name: "azure-workload-identity-reserved-",
-    mount_path: "/var/run/secrets/azure/wi",
-    token_file: "token/azure-identity-token",
-};
+pub const LAYOUT_V1_6: TokenLayout = crate::names::AZURE_V1_6;
 
 /// Hex digits of the hash in a v1.6 volume name: volume names are DNS
 /// labels of at most 63 characters.

@@ -13,35 +13,37 @@
 //! Beyond the anchor: a provider without an email is direct federated access
 //! (no `service_account_impersonation_url`, the anchor's issue #87), and an
 //! email without a provider is denied naming both annotations. Only direct
-//! mode exists: `injection-mode: gcloud` warns and injects direct mode. Env
-//! vars the user set are kept (the anchor overwrites
-//! `GOOGLE_APPLICATION_CREDENTIALS`); a lifetime outside 3600..=2^32 is
-//! clamped with a warning. GKE's `iam.gke.io/gcp-service-account` needs no
-//! mutation and is not read.
+//! mode exists: `injection-mode: gcloud` warns and injects direct mode, which
+//! since the anchor's PR #152 also makes `gcloud` work:
+//! `CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE` names the credential file and
+//! `CLOUDSDK_CONFIG` a writable `gcloud-config` emptyDir at
+//! `/var/run/secrets/gcloud/config`. Env vars, volumes and mounts the user
+//! set are kept (the anchor overwrites `GOOGLE_APPLICATION_CREDENTIALS`,
+//! `CLOUDSDK_CONFIG` and same-named volumes and mounts); a lifetime outside
+//! 3600..=2^32 is clamped with a warning. GKE's
+//! `iam.gke.io/gcp-service-account` needs no mutation and is not read.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{projected_token_volume, split_list, Context, Findings, Resolution, TokenLayout};
+use crate::names::OwnedVolume;
 use crate::podedit::{env_value, Injection, Mount};
 use crate::settings::{
     GcpSettings, GCP_MIN_TOKEN_EXPIRATION_SECONDS, MAX_TOKEN_EXPIRATION_SECONDS,
 };
 
 /// The anchor's token volume (`K8sSATokenVolumeName`, `K8sSATokenMountPath`, `K8sSATokenName`).
-pub const LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "gcp-iam-token",
-    mount_path: "/var/run/secrets/sts.googleapis.com/serviceaccount",
-    token_file: "token",
-};
+pub const LAYOUT: TokenLayout = crate::names::GCP_TOKEN;
 
 /// The downward-API volume that exposes the credential annotation as a file
 /// (`DirectInjectedExternalVolumeName`, `DirectInjectedExternalMountPath`,
 /// `ExternalCredConfigFilename`).
-pub const CREDENTIAL_LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "external-credential-config",
-    mount_path: "/var/run/secrets/workload-identity",
-    token_file: "federation.json",
-};
+pub const CREDENTIAL_LAYOUT: TokenLayout = crate::names::GCP_CREDENTIAL;
+
+/// The writable `emptyDir` `CLOUDSDK_CONFIG` points at (`GCloudConfigVolumeName`,
+/// `GCloudConfigMountPath`), so `gcloud` works with a read-only root
+/// filesystem (the anchor's PR #152 added it to direct mode).
+pub const GCLOUD_CONFIG: OwnedVolume = crate::names::GCP_GCLOUD_CONFIG;
 
 /// `defaultMode` of both volumes: the anchor's `--token-default-mode` default 0440.
 pub const DEFAULT_MODE: i64 = 0o440;
@@ -141,6 +143,7 @@ pub fn resolve(settings: &GcpSettings, ctx: &Context, findings: &mut Findings) -
     let mut env = vec![
         env_value("GOOGLE_APPLICATION_CREDENTIALS", &credential_file),
         env_value("CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", &credential_file),
+        env_value("CLOUDSDK_CONFIG", GCLOUD_CONFIG.mount_path),
     ];
     if let Some(region) = settings.region.as_deref().filter(|r| !r.is_empty()) {
         env.push(env_value("CLOUDSDK_COMPUTE_REGION", region));
@@ -153,6 +156,7 @@ pub fn resolve(settings: &GcpSettings, ctx: &Context, findings: &mut Findings) -
         volumes: vec![
             token_volume(audience, expiration),
             credential_volume(&annotation_key),
+            json!({"name": GCLOUD_CONFIG.volume_name, "emptyDir": {}}),
         ],
         mounts: vec![
             Mount {
@@ -164,6 +168,11 @@ pub fn resolve(settings: &GcpSettings, ctx: &Context, findings: &mut Findings) -
                 path: CREDENTIAL_LAYOUT.mount_path.to_string(),
             },
         ],
+        // Writable: gcloud keeps its configuration and caches there.
+        writable_mounts: vec![Mount {
+            volume: GCLOUD_CONFIG.volume_name.to_string(),
+            path: GCLOUD_CONFIG.mount_path.to_string(),
+        }],
         env_groups: env.into_iter().map(|e| vec![e]).collect(),
         skip_containers: ctx
             .pod_annotations
@@ -555,8 +564,25 @@ mod tests {
             names,
             [
                 "GOOGLE_APPLICATION_CREDENTIALS",
-                "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE"
+                "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
+                "CLOUDSDK_CONFIG"
             ]
+        );
+        assert_eq!(
+            injection.env_groups[2],
+            [json!({"name": "CLOUDSDK_CONFIG", "value": "/var/run/secrets/gcloud/config"})]
+        );
+        // PR #152: the gcloud-config emptyDir, mounted writable.
+        assert_eq!(
+            injection.volumes[2],
+            json!({"name": "gcloud-config", "emptyDir": {}})
+        );
+        assert_eq!(
+            injection.writable_mounts,
+            [Mount {
+                volume: "gcloud-config".to_string(),
+                path: "/var/run/secrets/gcloud/config".to_string()
+            }]
         );
     }
 

@@ -2,8 +2,9 @@
 //! ServiceAccount, and the [`Injection`] it asks for.
 //!
 //! What is fixed about a provider (volume name, mount path, token file,
-//! annotation keys) is a const table row ([`TokenLayout`], the `KEYS`
-//! tables); only the parsing rules each anchor webhook has are code.
+//! annotation keys) is a const table row ([`TokenLayout`] rows in
+//! [`crate::names`], the `keys` tables); only the parsing rules each anchor
+//! webhook has are code.
 //! Providers never write the pod: `podedit` does.
 
 pub mod aws;
@@ -19,59 +20,7 @@ use serde_json::{json, Value};
 use crate::host::ServiceAccountRef;
 use crate::podedit::Injection;
 
-/// Where a provider's projected ServiceAccount token lives in the pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenLayout {
-    /// Name of the projected volume.
-    pub volume_name: &'static str,
-    /// Directory the volume is mounted at, read-only.
-    pub mount_path: &'static str,
-    /// File name of the token inside the volume.
-    pub token_file: &'static str,
-}
-
-/// Every volume the built-in providers own, in one table: settings
-/// validation refuses custom providers that clash with any of them. The AWS
-/// IRSA mount path also comes from settings (`aws.tokenMountPath`), which
-/// validation adds. Azure v1.6's `volume_name` is a prefix.
-pub const BUILTIN_LAYOUTS: [TokenLayout; 7] = [
-    aws::LAYOUT,
-    aws::POD_IDENTITY_LAYOUT,
-    stackit::LAYOUT,
-    azure::LAYOUT_V1_5,
-    azure::LAYOUT_V1_6,
-    gcp::LAYOUT,
-    gcp::CREDENTIAL_LAYOUT,
-];
-
-/// Every env var name the built-in providers and Flyte secrets inject (and
-/// the `_FSEC_` prefix of Flyte's). Caller identity may not manage these:
-/// it would remove or overwrite what a provider adds, and a second pass
-/// would change the pod again.
-pub const BUILTIN_ENV_NAMES: [&str; 22] = [
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_STS_REGIONAL_ENDPOINTS",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "STACKIT_SERVICE_ACCOUNT_EMAIL",
-    "STACKIT_FEDERATED_TOKEN_FILE",
-    "STACKIT_IDP_TOKEN_ENDPOINT",
-    "STACKIT_IDP_TOKEN_EXPIRATION_SECONDS",
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_AUTHORITY_HOST",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE",
-    "CLOUDSDK_CORE_PROJECT",
-    "CLOUDSDK_COMPUTE_REGION",
-    crate::secrets::env::DEFAULT_DIR,
-    crate::secrets::env::FILE_PREFIX,
-    crate::secrets::env::ENV_PREFIX,
-];
+pub use crate::names::TokenLayout;
 
 /// A projected ServiceAccount token volume, as every anchor writes it.
 pub fn projected_token_volume(

@@ -22,11 +22,7 @@ use crate::settings::{
     StackitSettings, MAX_TOKEN_EXPIRATION_SECONDS, MIN_TOKEN_EXPIRATION_SECONDS,
 };
 
-pub const LAYOUT: TokenLayout = TokenLayout {
-    volume_name: "stackit-workload-identity",
-    mount_path: "/var/run/secrets/stackit.cloud/serviceaccount",
-    token_file: "token",
-};
+pub const LAYOUT: TokenLayout = crate::names::STACKIT;
 
 /// ServiceAccount annotation keys (the skip key also works on the pod, as a
 /// label or an annotation).
