@@ -345,6 +345,40 @@ test("a 1,000-container pod renders a result", async (t) => {
   await page.close();
 });
 
+test("a trap in the module is a message, then a fresh module answers", async () => {
+  // A module whose evaluate traps as a Rust panic does (the policy has none to trigger).
+  const page = await newPage();
+  const source = await readFile(join(WWW, "pkg/playground.js"), "utf8");
+  const trapping = source.replace(
+    "export function evaluate(state) {",
+    'export function evaluate(state) { if (state.includes("TRAP")) { globalThis.playgroundPanic = "panicked at test"; throw new WebAssembly.RuntimeError("unreachable"); }',
+  );
+  assert.notEqual(trapping, source);
+  await page.route("**/pkg/playground.js*", (route) =>
+    route.fulfill({ body: trapping, contentType: "text/javascript" }),
+  );
+  await open(page, "#example=aws-named-sa");
+  await page.fill("#settings", '{"TRAP": 1}');
+  await idle(page);
+  let shown = await read(page);
+  assert.equal(shown.verdict, "Internal error");
+  assert.match(shown.message, /^the policy module stopped \(panicked at test\): a bug/);
+  await page.fill("#settings", "{}");
+  await page.waitForFunction(() => document.getElementById("verdict").textContent !== "Internal error");
+  await idle(page);
+  shown = await read(page);
+  assert.equal(shown.verdict, "Allowed, mutated");
+  await page.close();
+});
+
+// PLAYGROUND_SCREENSHOT=path: the README's picture of the page.
+test("screenshot", { skip: !process.env.PLAYGROUND_SCREENSHOT }, async () => {
+  const page = await newPage();
+  await open(page, `#example=${process.env.PLAYGROUND_EXAMPLE || "azure-proxy-annotation-warning"}`);
+  await page.screenshot({ path: resolve(process.env.PLAYGROUND_SCREENSHOT) });
+  await page.close();
+});
+
 test("no page error, console error or request off 127.0.0.1", () => {
   assert.deepEqual(problems, []);
 });

@@ -33,7 +33,12 @@ function evaluate(state, call = "evaluate") {
     globalThis.playgroundPanic = undefined;
     engine = null;
     engineGeneration += 1;
-    loadEngine().then(schedule, (e) => showInternalError(`the policy module could not be reloaded: ${e}`));
+    // Run again once reloaded if the input changed meanwhile (the same input would trap again).
+    const trapped = JSON.stringify(state);
+    loadEngine().then(
+      () => JSON.stringify(currentState()) !== trapped && schedule(),
+      (e) => showInternalError(`the policy module could not be reloaded: ${e}`),
+    );
     return {
       inputErrors: {},
       internalError: `the policy module stopped (${panic || error}): a bug, please report it with this page's link`,
@@ -240,7 +245,7 @@ function runNow() {
   clearTimeout(pending);
   pending = null;
   render(evaluate(currentState()));
-  if (engine) delete document.body.dataset.busy;
+  delete document.body.dataset.busy;
 }
 
 function pickExample(name) {
