@@ -148,6 +148,7 @@ playground-serve: playground
 # playwright-core (npm ci in playground/): every fixture through the example
 # picker against its expected.json, malformed editors, links, a 1,000-container
 # pod (playground/e2e/playground.test.mjs). Serves and stops everything itself.
+# PLAYGROUND_SCREENSHOT=playground/screenshot.png also retakes the README's picture.
 playground-test: playground
 	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { echo "playground-test: needs Debian's chromium (apt-get install -y chromium)"; exit 1; }
 	@cd playground && { test node_modules/.package-lock.json -nt package-lock.json || npm ci --no-audit --no-fund; }
