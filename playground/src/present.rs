@@ -11,7 +11,8 @@ use similar::{Algorithm, ChangeTag, TextDiff};
 use crate::pretty;
 
 /// The AdmissionResponse `kwctl run` prints: policy-evaluator's reading of the
-/// guest's ValidationResponse, absent fields omitted.
+/// guest's ValidationResponse. As kwctl 1.31 prints it: `patchType`, `patch`
+/// and `status` only when set, `auditAnnotations` and `warnings` always.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionResponse {
@@ -24,9 +25,7 @@ pub struct AdmissionResponse {
     pub patch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_annotations: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<String>>,
 }
 
@@ -189,7 +188,7 @@ mod tests {
         assert!(!shown.response.allowed);
         assert_eq!(
             serde_json::to_value(&shown.response).unwrap(),
-            json!({"uid": "", "allowed": false, "status": {"message": "no", "code": 403}})
+            json!({"uid": "", "allowed": false, "status": {"message": "no", "code": 403}, "auditAnnotations": null, "warnings": null})
         );
         assert!(shown.diff.is_empty() && shown.patch.is_none());
     }

@@ -47,14 +47,14 @@ fn shown(outcome: &Value) -> Result<Value, String> {
     };
     let mut shown = json!({
         "allowed": response["allowed"],
-        "warnings": response.get("warnings").cloned().unwrap_or(json!([])),
+        "warnings": response.get("warnings").filter(|w| !w.is_null()).cloned().unwrap_or(json!([])),
         "object": object,
         "lookups": outcome["lookups"].as_array().map_or(0, Vec::len),
     });
     if let Some(status) = response.get("status") {
         shown["status"] = status.clone();
     }
-    if let Some(audit) = response.get("auditAnnotations") {
+    if let Some(audit) = response.get("auditAnnotations").filter(|a| !a.is_null()) {
         shown["auditAnnotations"] = audit.clone();
     }
     Ok(shown)
