@@ -128,12 +128,6 @@ fn answer(state: &str, export: bool) -> String {
     })
 }
 
-/// The policy crate's version, for the page's footer.
-#[wasm_bindgen]
-pub fn policy_version() -> String {
-    env!("CARGO_PKG_VERSION").to_string()
-}
-
 /// A panic aborts the module (wasm32-unknown-unknown cannot unwind): the page
 /// catches the trap and shows this message, stored by the hook, in its place.
 #[cfg(target_arch = "wasm32")]

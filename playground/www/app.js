@@ -321,7 +321,6 @@ async function main() {
     showInternalError(`the policy module could not be loaded: ${error}`);
     return;
   }
-  $("version").textContent = engine.policy_version();
   runNow();
   document.body.dataset.ready = "true";
 }
