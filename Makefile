@@ -4,12 +4,15 @@
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
-WASM_OUT := target/$(WASM_TARGET)/release/workload_identity_policy.wasm
+# Where cargo builds the module; the publish test passes target/e2e-wasm, the tests' own target
+# directory, so that it never waits on the lock of the `cargo test` that runs it.
+TARGET_DIR ?= target
+WASM_OUT = $(TARGET_DIR)/$(WASM_TARGET)/release/workload_identity_policy.wasm
 POLICY_RUN := target/release/policy-run
 # The example `make run` evaluates; override with EXAMPLE=fixtures/<case>.
 EXAMPLE ?= fixtures/both-providers
 
-.PHONY: all target run test unit-tests e2e-tests fmt lint clean policy-run bench fuzz fuzz-smoke FORCE
+.PHONY: all target annotate publish check-kwctl check-publish run test unit-tests e2e-tests fmt lint clean policy-run bench fuzz fuzz-smoke FORCE
 .PHONY: playground playground-serve playground-test
 
 all: policy.wasm
@@ -18,17 +21,44 @@ target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 
 policy.wasm: target FORCE
-	$(CARGO) build --locked --release --target $(WASM_TARGET) -p workload-identity-policy --lib
+	$(CARGO) build --locked --release --target $(WASM_TARGET) --target-dir $(TARGET_DIR) -p workload-identity-policy --lib
 	cp $(WASM_OUT) policy.wasm
 	@echo "policy.wasm: $$(wc -c < policy.wasm) bytes"
 
-annotated-policy.wasm: policy.wasm policy-metadata.yml README.md
-	@if command -v kwctl >/dev/null 2>&1; then \
-		kwctl annotate -m policy-metadata.yml -u README.md -o annotated-policy.wasm policy.wasm; \
-	else \
-		echo "kwctl is not installed: cannot write annotated-policy.wasm (see https://github.com/kubewarden/kwctl/releases)"; \
-		exit 1; \
-	fi
+# kwctl (Kubewarden's CLI): KWCTL=/path/to/kwctl, else `kwctl` on PATH.
+KWCTL ?= kwctl
+# The version the module is published as: policy-metadata.yml and Cargo.toml must agree.
+METADATA_VERSION = $(shell sed -n 's/^ *io.kubewarden.policy.version: *//p' policy-metadata.yml)
+CARGO_VERSION = $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+check-kwctl:
+	@command -v $(KWCTL) >/dev/null 2>&1 || { \
+		echo "kwctl not found (KWCTL=$(KWCTL)): install it (https://github.com/kubewarden/kwctl/releases) or pass KWCTL=/path/to/kwctl"; \
+		exit 1; }
+
+# The module as it is published: policy-metadata.yml and README.md embedded.
+annotate: annotated-policy.wasm
+annotated-policy.wasm: policy.wasm policy-metadata.yml README.md check-kwctl
+	$(KWCTL) annotate -m policy-metadata.yml -u README.md -o annotated-policy.wasm policy.wasm
+	@echo "annotated-policy.wasm: $$(wc -c < annotated-policy.wasm) bytes"
+
+# Publishes the annotated module: make publish REGISTRY=registry://HOST/PATH:TAG
+# [KWCTL=...] [SOURCES=sources.yml]. TAG must be the version of policy-metadata.yml
+# and Cargo.toml (with or without a leading v). SOURCES is passed to kwctl as
+# --sources-path, e.g. for a registry over plain HTTP (insecure_sources).
+publish: check-publish annotated-policy.wasm
+	$(KWCTL) push $(if $(SOURCES),--sources-path $(SOURCES)) annotated-policy.wasm $(REGISTRY)
+
+check-publish:
+	@test -n "$(REGISTRY)" || { echo "publish: REGISTRY is missing: make publish REGISTRY=registry://HOST/PATH:v$(METADATA_VERSION)"; exit 1; }
+	@case "$(REGISTRY)" in registry://*/*:*) ;; *) \
+		echo "publish: REGISTRY=$(REGISTRY) is not registry://HOST/PATH:TAG"; exit 1;; esac
+	@test "$(METADATA_VERSION)" = "$(CARGO_VERSION)" || { \
+		echo "publish: policy-metadata.yml says version $(METADATA_VERSION), Cargo.toml says $(CARGO_VERSION): make them agree"; exit 1; }
+	@tag="$$(echo '$(REGISTRY)' | sed 's/.*://')"; \
+	case "$$tag" in $(METADATA_VERSION)|v$(METADATA_VERSION)) ;; *) \
+		echo "publish: tag $$tag differs from the policy's version $(METADATA_VERSION) (policy-metadata.yml, Cargo.toml): use :v$(METADATA_VERSION)"; exit 1;; esac
+	@test -z "$(SOURCES)" || test -f "$(SOURCES)" || { echo "publish: SOURCES=$(SOURCES) is not a file"; exit 1; }
 
 policy-run:
 	$(CARGO) build --locked --release -p e2e-tests --bin policy-run

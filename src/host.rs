@@ -49,17 +49,52 @@ impl Lookup for HostLookup {
     }
 }
 
-/// The host's own words ("serviceaccounts \"app\" not found"), without the
-/// SDK's and waPC's wrappers, which say nothing to the pod's author.
+/// The host's own words (`serviceaccounts "app" not found`), without the wrappers the SDK, waPC
+/// and policy-evaluator put around them (`Host error: Callback evaluation failure: ...`), which
+/// say nothing to the pod's author, and without the backtrace policy-evaluator appends when the
+/// PolicyServer runs with `RUST_BACKTRACE=1`.
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 fn host_message(error: kubewarden_policy_sdk::error::Error) -> String {
     match error {
         kubewarden_policy_sdk::error::Error::HostCall { source, .. } => {
-            let text = source.to_string();
-            text.strip_prefix("Host error: ")
-                .map(str::to_string)
-                .unwrap_or(text)
+            underlying(&source.to_string()).to_string()
         }
         other => other.to_string(),
+    }
+}
+
+/// [`host_message`] on the text of a host-call error.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+fn underlying(text: &str) -> &str {
+    let text = text.strip_prefix("Host error: ").unwrap_or(text);
+    let text = text
+        .strip_prefix("Callback evaluation failure: ")
+        .unwrap_or(text);
+    text.split_once("\n\nStack backtrace:")
+        .map_or(text, |(message, _)| message)
+        .trim_end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::underlying;
+
+    #[test]
+    fn presents_the_underlying_error() {
+        let found = r#"serviceaccounts "app" not found"#;
+        for text in [
+            found.to_string(),
+            format!("Host error: {found}"),
+            format!("Host error: Callback evaluation failure: {found}"),
+            format!(
+                "Host error: Callback evaluation failure: {found}\n\nStack backtrace:\n   0: <unknown>\n"
+            ),
+        ] {
+            assert_eq!(underlying(&text), found, "{text:?}");
+        }
+        // The access refusal is not wrapped: it stays whole.
+        let refused = "Policy has not been granted access to Kubernetes v1/ServiceAccount \
+                       resources. The violation has been reported.";
+        assert_eq!(underlying(&format!("Host error: {refused}")), refused);
     }
 }

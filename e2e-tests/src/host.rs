@@ -44,9 +44,25 @@ pub struct Evaluation {
     pub host_calls: usize,
 }
 
+/// The guest failed (a trap, a panic, an `Err` out of a waPC function): waPC's own words, which
+/// kwctl and policy-server put in a 500 denial (`internal server error: ...`).
+#[derive(Debug)]
+pub struct GuestCallFailure(pub String);
+
+impl std::fmt::Display for GuestCallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GuestCallFailure {}
+
 /// A compiled policy module.
 pub struct Policy {
     pre: WasmtimeEngineProviderPre,
+    /// `contextAwareResources` of the `io.kubewarden.metadata` section as `apiVersion/kind`, when
+    /// the module is annotated.
+    context_aware_resources: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -58,12 +74,21 @@ impl std::fmt::Debug for Policy {
 impl Policy {
     /// Compiles a policy module (WASI enabled, like policy-evaluator).
     pub fn from_bytes(wasm: &[u8]) -> Result<Self> {
+        let context_aware_resources = crate::metadata::context_aware_resources(wasm)?;
         let pre = WasmtimeEngineProviderBuilder::new()
             .module_bytes(wasm)
             .wasi_params(WasiParams::default())
             .build_pre()
             .context("cannot compile the policy module")?;
-        Ok(Self { pre })
+        Ok(Self {
+            pre,
+            context_aware_resources,
+        })
+    }
+
+    /// Whether the module carries kwctl's metadata (`kwctl annotate`).
+    pub fn is_annotated(&self) -> bool {
+        self.context_aware_resources.is_some()
     }
 
     /// Reads and compiles a policy module.
@@ -75,7 +100,7 @@ impl Policy {
 
     /// Calls the guest's `validate_settings` with the settings JSON.
     pub fn validate_settings(&self, settings: &Value) -> Result<SettingsValidation> {
-        let state = Arc::new(HostState::new(&HostCapabilities::default()));
+        let state = Arc::new(HostState::new(&HostCapabilities::default(), None));
         let output = self.call(&state, "validate_settings", &serde_json::to_vec(settings)?)?;
         serde_json::from_slice(&output)
             .context("validate_settings returned something else than a SettingsValidationResponse")
@@ -88,7 +113,10 @@ impl Policy {
         settings: &Value,
         capabilities: &HostCapabilities,
     ) -> Result<Evaluation> {
-        let state = Arc::new(HostState::new(capabilities));
+        let state = Arc::new(HostState::new(
+            capabilities,
+            self.context_aware_resources.as_deref(),
+        ));
         let payload = serde_json::to_vec(&json!({"request": request, "settings": settings}))?;
         let output = self.call(&state, "validate", &payload)?;
         let validation: Value =
@@ -116,27 +144,43 @@ impl Policy {
             });
         let host = WapcHost::new(Box::new(engine), Some(callback))
             .context("cannot initialise the policy (waPC init)")?;
-        host.call(function, payload)
-            .with_context(|| format!("guest function `{function}` failed"))
+        host.call(function, payload).map_err(|e| {
+            anyhow::Error::new(GuestCallFailure(e.to_string()))
+                .context(format!("guest function `{function}` failed"))
+        })
     }
 }
 
 /// Per-evaluation host state shared with the callback.
 struct HostState {
-    allow_context_aware: bool,
+    /// The `apiVersion/kind`s the policy may read; `None` means any (an unannotated module under
+    /// `--allow-context-aware`, see [`HostState::new`]).
+    readable: Option<Vec<String>>,
     replay: Option<Replay>,
     calls: AtomicUsize,
 }
 
 impl HostState {
-    fn new(capabilities: &HostCapabilities) -> Self {
+    /// kwctl's access rule (kwctl `build_context_aware_allowed_resources`): without
+    /// `--allow-context-aware` nothing is readable; with it, what the module's metadata lists.
+    /// One deliberate difference: kwctl lets an unannotated module read nothing, policy-run lets it
+    /// read anything its session answers, so that `policy.wasm` runs without an annotation step.
+    fn new(capabilities: &HostCapabilities, annotated: Option<&[String]>) -> Self {
+        let readable = match (capabilities.allow_context_aware, annotated) {
+            (false, _) => Some(Vec::new()),
+            (true, Some(resources)) => Some(resources.to_vec()),
+            (true, None) => None,
+        };
         Self {
-            allow_context_aware: capabilities.allow_context_aware,
+            readable,
             replay: capabilities.session.as_ref().map(Session::replay),
             calls: AtomicUsize::new(0),
         }
     }
 
+    /// Answers one host call with policy-evaluator's words
+    /// (`policy-evaluator/src/runtimes/callback.rs`): a refused resource is named, an error of the
+    /// replay handler is wrapped as `Callback evaluation failure: ...`.
     fn host_call(
         &self,
         binding: &str,
@@ -145,32 +189,39 @@ impl HostState {
         payload: &[u8],
     ) -> Result<Vec<u8>, String> {
         let capability = format!("{binding}/{namespace}/{operation}");
-        match (binding, namespace) {
+        match (binding, namespace, operation) {
             // The SDK's logger; kwctl forwards it to its own log.
-            ("kubewarden", "tracing") => return Ok(Vec::new()),
-            ("kubewarden", "kubernetes") => {}
-            _ => return Err(format!("host capability {capability} is not supported")),
+            ("kubewarden", "tracing", _) => return Ok(Vec::new()),
+            ("kubewarden", "kubernetes", "get_resource") => {}
+            _ => {
+                return Err(format!(
+                    "Policy has not been granted access to the '{capability}' host capability. \
+                     The violation has been reported."
+                ))
+            }
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let request = String::from_utf8_lossy(payload);
-        if !self.allow_context_aware {
-            return Err(format!(
-                "{capability} refused: the policy has not been granted access to Kubernetes \
-                 resources (kwctl: --allow-context-aware), request {request}"
-            ));
+        let request: GetResource =
+            serde_json::from_slice(payload).map_err(|e| format!("{capability}: {e}"))?;
+        let resource = format!("{}/{}", request.api_version, request.kind);
+        if let Some(readable) = &self.readable {
+            if !readable.contains(&resource) {
+                return Err(format!(
+                    "Policy has not been granted access to Kubernetes {resource} resources. \
+                     The violation has been reported."
+                ));
+            }
         }
         let Some(replay) = &self.replay else {
-            return Err(format!(
-                "{capability} failed: no replay session to answer {request} \
-                 (--replay-host-capabilities-interactions)"
-            ));
+            return Err(
+                "Callback evaluation failure: no replay session answers Kubernetes requests \
+                 (policy-run reaches no cluster: pass --replay-host-capabilities-interactions)"
+                    .to_owned(),
+            );
         };
-        if operation != "get_resource" {
-            return Err(format!("host capability {capability} is not supported"));
-        }
-        let request: GetResource = serde_json::from_slice(payload)
-            .map_err(|e| format!("{capability}: invalid request {request}: {e}"))?;
-        replay.answer(&HostRequest::KubernetesGetResource(request))
+        replay
+            .answer(&HostRequest::KubernetesGetResource(request))
+            .map_err(|e| format!("Callback evaluation failure: {e}"))
     }
 }
 

@@ -18,6 +18,8 @@
 
 mod admission;
 mod host;
+pub mod kwctl;
+pub mod metadata;
 mod session;
 
 use std::path::{Path, PathBuf};
@@ -27,8 +29,9 @@ use anyhow::{ensure, Context, Result};
 
 pub use admission::{
     admission_request, AdmissionResponse, SettingsValidation, Status, ValidationResponse,
+    NULL_OBJECT_MUTATION,
 };
-pub use host::{Evaluation, HostCapabilities, Policy};
+pub use host::{Evaluation, GuestCallFailure, HostCapabilities, Policy};
 pub use session::{Exchange, GetResource, HostRequest, HostResponse, Replay, Session};
 
 /// The policy module built from the current sources of the workspace at `workspace`, or the file

@@ -1,6 +1,7 @@
 //! kwctl replay sessions (`--replay-host-capabilities-interactions`): a YAML list of exchanges whose
 //! `request` is a YAML string holding a tagged document (`!KubernetesGetResource ...`). Host calls are
-//! answered in order and only when they equal the next recorded request, as kwctl does.
+//! answered in order and only when they equal the next recorded request, as kwctl does, with kwctl's
+//! messages.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -87,9 +88,10 @@ impl Session {
 
     /// Reads and parses a session file.
     pub fn from_file(path: &Path) -> Result<Self> {
+        // kwctl's words (it panics with them in its replay task).
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read replay session {}", path.display()))?;
-        Self::from_yaml(&text).with_context(|| format!("in replay session {}", path.display()))
+            .with_context(|| format!("Cannot open host capabilities interactions file {path:?}"))?;
+        Self::from_yaml(&text).with_context(|| format!("cannot deserialize contents of {path:?}"))
     }
 
     /// The recorded exchanges, in order.
@@ -114,25 +116,23 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Answers `request` from the next exchange; a mismatch, a call past the end or a recorded
-    /// `Error` fails with a message (which the guest receives as the host call error).
+    /// Answers `request` from the next exchange, with kwctl's replay rules and words
+    /// (kwctl `callback_handler/proxy.rs`): the next exchange is consumed whether or not it matches;
+    /// a call past the end, a mismatch or a recorded `Error` fails with the message kwctl's
+    /// replay handler gives (the host then wraps it, as policy-evaluator does).
     pub fn answer(&self, request: &HostRequest) -> Result<Vec<u8>, String> {
         let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-        let position = *next + 1;
         let Some(exchange) = self.exchanges.get(*next) else {
-            return Err(format!(
-                "replay session has no exchange #{position} for host call {}",
-                describe(request)
-            ));
+            return Err("the list of recorded responses is empty".to_owned());
         };
+        *next += 1;
         if exchange.request != *request {
             return Err(format!(
-                "replay session mismatch at exchange #{position}: recorded {}, policy asked {}",
+                "Replay error: unexpected request. Was expecting {}, got {} instead",
                 describe(&exchange.request),
                 describe(request)
             ));
         }
-        *next += 1;
         match &exchange.response {
             HostResponse::Success { payload } => Ok(payload.clone().into_bytes()),
             HostResponse::Error { message } => Err(message.clone()),
@@ -145,8 +145,23 @@ impl Replay {
     }
 }
 
+/// A request as kwctl 1.31 prints it in replay errors (the `Debug` of its `CallbackRequestType`,
+/// which has no `field_masks` there).
 fn describe(request: &HostRequest) -> String {
-    serde_json::to_string(request).unwrap_or_else(|_| format!("{request:?}"))
+    match request {
+        HostRequest::KubernetesGetResource(r) => {
+            let masks = r
+                .field_masks
+                .as_ref()
+                .map(|m| format!(", field_masks: {m:?}"))
+                .unwrap_or_default();
+            format!(
+                "KubernetesGetResource {{ api_version: {:?}, kind: {:?}, name: {:?}, namespace: {:?}, \
+                 disable_cache: {}{masks} }}",
+                r.api_version, r.kind, r.name, r.namespace, r.disable_cache
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,20 +210,27 @@ mod tests {
         let session = Session::from_yaml(SESSION).unwrap();
         assert_eq!(session.exchanges().len(), 2);
         let replay = session.replay();
-        assert!(replay
-            .answer(&sa("gone"))
-            .unwrap_err()
-            .contains("mismatch at exchange #1"));
         assert_eq!(
             replay.answer(&sa("app")).unwrap(),
             br#"{"kind":"ServiceAccount"}"#
         );
         assert_eq!(replay.answer(&sa("gone")).unwrap_err(), "not found");
-        assert!(replay
-            .answer(&sa("app"))
-            .unwrap_err()
-            .contains("no exchange #3"));
+        assert_eq!(
+            replay.answer(&sa("app")).unwrap_err(),
+            "the list of recorded responses is empty"
+        );
         assert_eq!(replay.consumed(), 2);
+        // A mismatch consumes the exchange, as in kwctl, and says what was expected.
+        let replay = session.replay();
+        assert_eq!(
+            replay.answer(&sa("gone")).unwrap_err(),
+            "Replay error: unexpected request. Was expecting KubernetesGetResource { \
+             api_version: \"v1\", kind: \"ServiceAccount\", name: \"app\", namespace: \
+             Some(\"team-a\"), disable_cache: false }, got KubernetesGetResource { api_version: \
+             \"v1\", kind: \"ServiceAccount\", name: \"gone\", namespace: Some(\"team-a\"), \
+             disable_cache: false } instead"
+        );
+        assert_eq!(replay.answer(&sa("gone")).unwrap_err(), "not found");
         // A fresh replay starts over.
         assert!(session.replay().answer(&sa("app")).is_ok());
     }

@@ -2,8 +2,10 @@
 //! (AdmissionReview), optional `settings.json` (default `{}`) and `session.yml`, and the golden
 //! `expected.json`, either
 //! `{"allowed", "warnings", "status" (rejections only), "object" (mutated object or null), "lookups",
-//! "auditAnnotations" (when any)}`
-//! or `{"settingsValid": false, "settingsMessage"}`.
+//! "auditAnnotations" (when any)}`,
+//! or `{"settingsValid": false, "settingsMessage"}`,
+//! or `{"requestRefused"}`: the engine itself refuses the request before the policy runs (kwctl and
+//! policy-run: `cannot build AdmissionRequest object from given input: ...`, exit code 1).
 //!
 //! Per case it also checks idempotency (the mutated object fed back yields no patch) and runs the
 //! policy core natively (differential: same ValidationResponse, same lookups as the wasm).
@@ -46,16 +48,25 @@ struct RefusedSettings {
     settings_message: Option<String>,
 }
 
+/// The golden expectation of a request the engine refuses to parse.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RefusedRequest {
+    request_refused: String,
+}
+
 /// What a case yields; serialised in field order for `expected.json`.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Outcome {
     Decision(Decision),
     RefusedSettings(RefusedSettings),
+    RefusedRequest(RefusedRequest),
 }
 
 struct Case {
-    request: Value,
+    /// The AdmissionRequest the guest receives, or the engine's refusal.
+    request: Result<Value, String>,
     settings: Value,
     session: Session,
 }
@@ -75,7 +86,7 @@ impl Case {
         let request = json("request.json")?.context("no request.json")?;
         let session_path = dir.join("session.yml");
         Ok(Self {
-            request: admission_request(request)?,
+            request: admission_request(request).map_err(|e| format!("{e:#}")),
             settings: json("settings.json")?.unwrap_or_else(|| json!({})),
             session: if session_path.exists() {
                 Session::from_file(&session_path)?
@@ -133,6 +144,42 @@ fn run_case(policy: &Policy, dir: &Path, bless: bool) -> Result<Vec<String>> {
     let case = Case::load(dir)?;
     let mut problems = Vec::new();
 
+    let outcome = match &case.request {
+        Ok(request) => evaluate(policy, &case, request, &mut problems)?,
+        Err(refusal) => Outcome::RefusedRequest(RefusedRequest {
+            request_refused: refusal.clone(),
+        }),
+    };
+
+    let expected_path = dir.join("expected.json");
+    if bless {
+        std::fs::write(
+            &expected_path,
+            serde_json::to_string_pretty(&outcome)? + "\n",
+        )?;
+    } else if !expected_path.exists() {
+        problems.push("no expected.json (BLESS=1 writes it from the actual result)".into());
+    } else {
+        let actual = serde_json::to_value(&outcome)?;
+        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expected_path)?)
+            .context("expected.json is not JSON")?;
+        if expected != actual {
+            problems.push(format!(
+                "expected.json differs:\n{}",
+                json_diff(("expected", &expected), ("actual", &actual))
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Evaluates a request the engine accepts: settings, then the request, in wasm and natively.
+fn evaluate(
+    policy: &Policy,
+    case: &Case,
+    request: &Value,
+    problems: &mut Vec<String>,
+) -> Result<Outcome> {
     let settings_bytes = serde_json::to_vec(&case.settings)?;
     let verdict = policy.validate_settings(&case.settings)?;
     let native: SettingsValidation = serde_json::from_value(
@@ -146,14 +193,13 @@ fn run_case(policy: &Policy, dir: &Path, bless: bool) -> Result<Vec<String>> {
 
     let outcome = if verdict.valid {
         let capabilities = HostCapabilities::replay(case.session.clone());
-        let evaluation = policy.validate(&case.request, &case.settings, &capabilities)?;
+        let evaluation = policy.validate(request, &case.settings, &capabilities)?;
 
         let lookup = NativeLookup {
             replay: case.session.replay(),
             calls: Cell::new(0),
         };
-        let payload =
-            serde_json::to_vec(&json!({"request": case.request, "settings": case.settings}))?;
+        let payload = serde_json::to_vec(&json!({"request": request, "settings": case.settings}))?;
         let native = workload_identity_policy::validate_payload(&payload, &lookup);
         if native != evaluation.validation {
             problems.push(format!(
@@ -170,10 +216,10 @@ fn run_case(policy: &Policy, dir: &Path, bless: bool) -> Result<Vec<String>> {
         }
 
         let response = &evaluation.response;
-        let object = case.request.get("object").unwrap_or(&Value::Null);
+        let object = request.get("object").unwrap_or(&Value::Null);
         let mutated = response.patched(object)?;
         if let Some(mutated) = &mutated {
-            let mut again = case.request.clone();
+            let mut again = request.clone();
             again["object"] = mutated.clone();
             let second = policy.validate(&again, &case.settings, &capabilities)?;
             if !second.response.allowed || second.response.patch.is_some() {
@@ -197,27 +243,7 @@ fn run_case(policy: &Policy, dir: &Path, bless: bool) -> Result<Vec<String>> {
             settings_message: verdict.message,
         })
     };
-
-    let expected_path = dir.join("expected.json");
-    if bless {
-        std::fs::write(
-            &expected_path,
-            serde_json::to_string_pretty(&outcome)? + "\n",
-        )?;
-    } else if !expected_path.exists() {
-        problems.push("no expected.json (BLESS=1 writes it from the actual result)".into());
-    } else {
-        let actual = serde_json::to_value(&outcome)?;
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expected_path)?)
-            .context("expected.json is not JSON")?;
-        if expected != actual {
-            problems.push(format!(
-                "expected.json differs:\n{}",
-                json_diff(("expected", &expected), ("actual", &actual))
-            ));
-        }
-    }
-    Ok(problems)
+    Ok(outcome)
 }
 
 #[test]

@@ -216,7 +216,7 @@ fn invalid_settings_are_refused_before_evaluation() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty(), "no response expected");
     assert!(
-        stderr.starts_with("Provided settings are not valid: "),
+        stderr.starts_with("Error: Provided settings are not valid: "),
         "{stderr}"
     );
     assert!(stderr.contains("bogusField"), "names the field: {stderr}");
@@ -241,8 +241,16 @@ fn session_mismatch_fails_the_lookup() {
     // lookupFailure defaults to admit: accepted unmutated, the warning carries the host's error.
     assert_eq!(response["allowed"], true);
     assert_eq!(response.get("patch"), None, "{response}");
-    let warnings = response["warnings"].to_string();
-    assert!(warnings.contains("mismatch"), "{warnings}");
+    // kwctl's replay error, without policy-evaluator's wrapper.
+    let warnings = response["warnings"][0].as_str().unwrap();
+    assert!(
+        warnings.contains(
+            "could not be read (Replay error: unexpected request. Was expecting \
+             KubernetesGetResource { api_version: \"v1\", kind: \"ServiceAccount\", name: \
+             \"someone-else\""
+        ),
+        "{warnings}"
+    );
 }
 
 #[test]
@@ -264,7 +272,13 @@ fn lookups_are_refused_without_allow_context_aware() {
     let response = response(&output);
     assert_eq!(response["allowed"], false, "{response}");
     let message = response["status"]["message"].as_str().unwrap();
-    assert!(message.contains("not been granted access"), "{message}");
+    assert!(
+        message.contains(
+            "(Policy has not been granted access to Kubernetes v1/ServiceAccount resources. \
+             The violation has been reported.)"
+        ),
+        "{message}"
+    );
 }
 
 #[test]
@@ -279,25 +293,152 @@ fn other_kinds_are_accepted_without_lookup() {
     let output = policy_run(&["--request-path", &request, wasm()], None);
     assert_eq!(
         response(&output),
-        json!({"uid": pod_request()["uid"], "allowed": true})
+        json!({"uid": pod_request()["uid"], "allowed": true, "auditAnnotations": null, "warnings": null})
     );
 }
 
 #[test]
 fn unreadable_inputs_fail_with_a_message() {
-    let missing = "/nonexistent/request.json";
-    let output = policy_run(&["--request-path", missing, wasm()], None);
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains(missing));
-
+    // kwctl's messages, in kwctl's order (settings, request, policy, then the request's shape).
     let request = temp_file("unreadable", "request.json", &pod_request().to_string());
+    let not_json = temp_file("unreadable", "bad.json", "{not json");
+    let not_yaml = temp_file("unreadable", "bad.yml", "a: [b");
+    let list = temp_file("unreadable", "list.json", "[1]");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--request-path", "/nonexistent/request.json", wasm()],
+            "Error: Error opening request file /nonexistent/request.json; No such file or directory (os error 2)",
+        ),
+        (
+            &["--request-path", &request, "/nonexistent/policy.wasm"],
+            "Error: Cannot find policy with uri: /nonexistent/policy.wasm",
+        ),
+        (
+            &["--request-path", &request, "-s", "/nonexistent/settings.yml", wasm()],
+            "Error: Cannot open settings file /nonexistent/settings.yml: No such file or directory (os error 2)",
+        ),
+        (
+            &["--request-path", &request, "-s", &not_yaml, wasm()],
+            &format!("Error: Cannot parse settings file {not_yaml}: did not find expected ',' or ']' at line 2 column 1, while parsing a flow sequence at line 1 column 4"),
+        ),
+        (
+            &["--request-path", &request, "--settings-json", "{bad", wasm()],
+            "Error: Cannot parse settings JSON: key must be a string at line 1 column 2",
+        ),
+        (
+            &["--request-path", &request, "--settings-json", "[1]", wasm()],
+            "Error: Invalid settings in CRD, not an object",
+        ),
+        (
+            &["--request-path", &not_json, wasm()],
+            "Error: key must be a string at line 1 column 2",
+        ),
+        (
+            &["--request-path", &list, wasm()],
+            "Error: Invalid request object",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = policy_run(args, None);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr).trim_end(),
+            *message,
+            "{args:?}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+    // Unknown flags are clap's usage errors, exit code 2, as in kwctl.
+    let output = policy_run(&["--bogus", "--request-path", &request, wasm()], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .starts_with("error: unexpected argument '--bogus' found"));
+}
+
+#[test]
+fn requests_kwctl_cannot_parse_are_refused() {
+    let mut request = pod_request();
+    request.as_object_mut().unwrap().remove("kind");
+    let without_kind = temp_file(
+        "refused-request",
+        "kind.json",
+        &review(&request).to_string(),
+    );
+    let mut request = pod_request();
+    request["userInfo"] = json!("system:kube-controller-manager");
+    let user_string = temp_file("refused-request", "user.json", &request.to_string());
+    for (path, cause) in [
+        (&without_kind, "missing field `kind`"),
+        (
+            &user_string,
+            "invalid type: string \"system:kube-controller-manager\", expected UserInfo",
+        ),
+    ] {
+        let output = policy_run(&["--request-path", path, wasm()], None);
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr).trim_end(),
+            format!("Error: cannot build AdmissionRequest object from given input: {cause}")
+        );
+    }
+}
+
+#[test]
+fn an_annotated_module_reads_only_its_context_aware_resources() {
+    // kwctl grants an annotated module exactly the resources its metadata lists.
+    let metadata = br#"{"contextAwareResources":[{"apiVersion":"v1","kind":"Namespace"}]}"#;
+    let annotated = with_custom_section(
+        &std::fs::read(wasm()).unwrap(),
+        "io.kubewarden.metadata",
+        metadata,
+    );
+    let module = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("policy_run/namespace-only.wasm");
+    std::fs::write(&module, annotated).unwrap();
+    let request = temp_file("annotated", "request.json", &pod_request().to_string());
+    let session = temp_file("annotated", "session.yml", &session("app"));
     let output = policy_run(
-        &["--request-path", &request, "/nonexistent/policy.wasm"],
+        &[
+            "--request-path",
+            &request,
+            "--allow-context-aware",
+            "--replay-host-capabilities-interactions",
+            &session,
+            module.to_str().unwrap(),
+        ],
         None,
     );
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/policy.wasm"));
-    assert!(output.stdout.is_empty());
+    let response = response(&output);
+    assert_eq!(response.get("patch"), None, "{response}");
+    assert!(
+        response["warnings"][0].as_str().unwrap().contains(
+            "(Policy has not been granted access to Kubernetes v1/ServiceAccount resources."
+        ),
+        "{response}"
+    );
+}
+
+/// `wasm` with a custom section appended (a valid module: custom sections may come last).
+fn with_custom_section(wasm: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = u8::try_from(n & 0x7f).unwrap();
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(data);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb128(body.len(), &mut out);
+    out.extend(body);
+    out
 }
 
 /// The binary on a fixture's own files (as `kwctl run` would take them) agrees with the library.
@@ -335,7 +476,7 @@ fn run_fixture(policy: &Policy, dir: &Path) {
         let message = verdict.message.unwrap_or_default();
         assert_eq!(
             stderr.trim_end(),
-            format!("Provided settings are not valid: {message}")
+            format!("Error: Provided settings are not valid: {message}")
         );
         return;
     }

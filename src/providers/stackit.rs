@@ -6,6 +6,13 @@
 //! or mount exists, we keep the user's and stay idempotent (see `podedit`).
 //! A token lifetime below 600 s, which the anchor passes through and the API
 //! server then refuses, is raised to 600 with a warning.
+//!
+//! Skipping follows the anchor's chart and code together: the chart's
+//! `objectSelector` (`skip-pod-identity-webhook` `DoesNotExist`, in
+//! `charts/stackit-pod-identity-webhook/templates/mutatingwebhookconfiguration.yaml`)
+//! keeps every Pod that carries the skip *label*, whatever its value, away
+//! from the webhook; the webhook's code then skips on a Pod annotation or a
+//! ServiceAccount annotation only when it is exactly `"true"`.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +28,8 @@ pub const LAYOUT: TokenLayout = TokenLayout {
     token_file: "token",
 };
 
-/// ServiceAccount annotation keys (the skip key also works on the pod).
+/// ServiceAccount annotation keys (the skip key also works on the pod, as a
+/// label or an annotation).
 pub mod keys {
     pub const EMAIL: &str = "workload-identity.stackit.cloud/service-account-email";
     pub const AUDIENCE: &str = "workload-identity.stackit.cloud/audience";
@@ -34,9 +42,11 @@ pub mod keys {
     pub const SKIP: &str = "workload-identity.stackit.cloud/skip-pod-identity-webhook";
 }
 
-/// True when a pod label or pod annotation says `skip-pod-identity-webhook: "true"`.
+/// True when the pod opted out of STACKIT: the skip label is present with any
+/// value (the chart's `objectSelector: DoesNotExist`, so even `"false"`
+/// skips), or the skip annotation is exactly `"true"` (the webhook's code).
 pub fn pod_opted_out(labels: &BTreeMap<&str, &str>, annotations: &BTreeMap<&str, &str>) -> bool {
-    labels.get(keys::SKIP) == Some(&"true") || annotations.get(keys::SKIP) == Some(&"true")
+    labels.contains_key(keys::SKIP) || annotations.get(keys::SKIP) == Some(&"true")
 }
 
 pub fn resolve(settings: &StackitSettings, ctx: &Context, findings: &mut Findings) -> Resolution {
@@ -219,6 +229,24 @@ fn split_token_file(path: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::label_true(&[(keys::SKIP, "true")], &[], true)]
+    #[case::label_false_still_skips(&[(keys::SKIP, "false")], &[], true)]
+    #[case::label_empty_still_skips(&[(keys::SKIP, "")], &[], true)]
+    #[case::annotation_true(&[], &[(keys::SKIP, "true")], true)]
+    #[case::annotation_false_does_not_skip(&[], &[(keys::SKIP, "false")], false)]
+    #[case::annotation_empty_does_not_skip(&[], &[(keys::SKIP, "")], false)]
+    #[case::neither(&[("app", "web")], &[("note", "x")], false)]
+    fn pod_opt_out(
+        #[case] labels: &[(&str, &str)],
+        #[case] annotations: &[(&str, &str)],
+        #[case] expected: bool,
+    ) {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+        assert_eq!(pod_opted_out(&labels, &annotations), expected);
+    }
 
     #[rstest]
     #[case::stackit("my-sa-abc123@sa.stackit.cloud", true)]

@@ -1,13 +1,22 @@
 //! `policy-run`: `kwctl run` for a local policy module, on the native host. Same flags, same output
-//! (one AdmissionResponse JSON line), same replay session files.
+//! (one AdmissionResponse JSON line, byte for byte as kwctl prints it), same replay session files,
+//! same exit codes and error messages, checked in the order kwctl checks them (kwctl
+//! `config/policy_definition.rs`, `config/pull_and_run.rs`, `command/run.rs`).
+//!
+//! Deliberate differences, for a local tool without a cluster or a registry:
+//! - only local modules (a path or `file://`), never `registry://`;
+//! - an unannotated module under `--allow-context-aware` may read what its session answers (kwctl
+//!   grants it nothing); an annotated one gets exactly its `contextAwareResources`, as in kwctl;
+//! - a missing or malformed session file is an error with exit code 1 (kwctl 1.31 panics in a
+//!   background task and exits 0 with no answer).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Parser;
-use e2e_tests::{admission_request, HostCapabilities, Policy, Session};
+use e2e_tests::{admission_request, GuestCallFailure, HostCapabilities, Policy, Session, Status};
 use serde_json::Value;
 
 /// Run a Kubewarden policy (wasm module) on an admission request, like `kwctl run`.
@@ -15,28 +24,28 @@ use serde_json::Value;
 #[command(name = "policy-run", version)]
 struct Args {
     /// AdmissionReview or AdmissionRequest JSON file; `-` reads stdin.
-    #[arg(short = 'r', long, value_name = "FILE")]
+    #[arg(short = 'r', long, value_name = "PATH")]
     request_path: String,
-    /// Policy settings as a JSON string.
-    #[arg(long, value_name = "JSON", conflicts_with = "settings_path")]
+    /// Policy settings as a JSON string (`--settings-path` wins when both are given, as in kwctl).
+    #[arg(long, value_name = "VALUE")]
     settings_json: Option<String>,
     /// Policy settings file (YAML or JSON).
-    #[arg(short = 's', long, value_name = "FILE")]
-    settings_path: Option<PathBuf>,
-    /// Grant the policy access to Kubernetes resources (`kubernetes/*` host calls).
+    #[arg(short = 's', long, value_name = "PATH")]
+    settings_path: Option<String>,
+    /// Grant the policy access to the Kubernetes resources its metadata lists.
     #[arg(long)]
     allow_context_aware: bool,
     /// kwctl session file answering the policy's host calls.
-    #[arg(long, value_name = "SESSION.yml")]
+    #[arg(long, value_name = "FILE")]
     replay_host_capabilities_interactions: Option<PathBuf>,
     /// The policy module: a path or a `file://` URI.
-    #[arg(value_name = "POLICY")]
+    #[arg(value_name = "uri_or_sha_prefix_or_yaml_file")]
     policy: String,
 }
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("Error: {error:#}");
             ExitCode::FAILURE
@@ -44,44 +53,63 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<ExitCode> {
-    let request = admission_request(read_request(&args.request_path)?)
-        .with_context(|| format!("invalid request {}", args.request_path))?;
+fn run(args: Args) -> Result<()> {
     let settings = read_settings(&args)?;
+    let request = read_request(&args.request_path)?;
     let session = args
         .replay_host_capabilities_interactions
         .as_deref()
         .map(Session::from_file)
         .transpose()?;
-    let policy = Policy::from_file(policy_path(&args.policy)?)?;
+    let policy = Policy::from_file(&policy_path(&args.policy)?)?;
+    let request = admission_request(request)?;
 
-    let verdict = policy.validate_settings(&settings)?;
+    let verdict = match policy.validate_settings(&settings) {
+        Ok(verdict) => verdict,
+        Err(error) => bail!(
+            "Provided settings are not valid: Error invoking settings validation callback: {error:#}"
+        ),
+    };
     if !verdict.valid {
-        eprintln!(
+        bail!(
             "Provided settings are not valid: {}",
             verdict.message.unwrap_or_default()
         );
-        return Ok(ExitCode::FAILURE);
     }
     let capabilities = HostCapabilities {
         allow_context_aware: args.allow_context_aware,
         session,
     };
     let response = match policy.validate(&request, &settings, &capabilities) {
-        Ok(evaluation) => serde_json::to_value(&evaluation.response)?,
-        // kwctl and policy-server turn a failing guest into a 500 denial that
-        // ignores the webhook's failurePolicy; show exactly that.
-        Err(error) => serde_json::json!({
-            "uid": request.get("uid").cloned().unwrap_or(Value::Null),
-            "allowed": false,
-            "status": {
-                "message": format!("internal server error: Guest call failure: {error:#}"),
-                "code": 500,
-            },
-        }),
+        Ok(evaluation) => serde_json::to_string(&evaluation.response)?,
+        // kwctl and policy-server turn a failing guest into a 500 denial that ignores the
+        // webhook's failurePolicy (policy-evaluator `reject_internal_server_error`).
+        Err(error) => {
+            let cause = error
+                .downcast_ref::<GuestCallFailure>()
+                .map_or_else(|| format!("{error:#}"), ToString::to_string);
+            let uid = request.get("uid").and_then(Value::as_str).unwrap_or("");
+            internal_server_error(uid, &cause)?
+        }
     };
-    println!("{}", serde_json::to_string(&response)?);
-    Ok(ExitCode::SUCCESS)
+    println!("{response}");
+    Ok(())
+}
+
+fn internal_server_error(uid: &str, cause: &str) -> Result<String> {
+    let response = e2e_tests::AdmissionResponse {
+        uid: uid.to_owned(),
+        allowed: false,
+        patch_type: None,
+        patch: None,
+        status: Some(Status {
+            message: Some(format!("internal server error: {cause}")),
+            code: Some(500),
+        }),
+        audit_annotations: None,
+        warnings: None,
+    };
+    Ok(serde_json::to_string(&response)?)
 }
 
 fn read_request(path: &str) -> Result<Value> {
@@ -89,37 +117,43 @@ fn read_request(path: &str) -> Result<Value> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("cannot read the request from stdin")?;
+            .map_err(|e| anyhow!("Error reading request from stdin: {e}"))?;
         text
     } else {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read request {path}"))?
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("Error opening request file {path}; {e}"))?
     };
-    serde_json::from_str(&text).with_context(|| format!("request {path} is not JSON"))
+    Ok(serde_json::from_str(&text)?)
 }
 
+/// Settings as kwctl reads them: `--settings-path` (YAML or JSON) first, else `--settings-json`;
+/// `null` and no settings are `{}`; anything but an object is refused.
 fn read_settings(args: &Args) -> Result<Value> {
-    let settings: Value = if let Some(json) = &args.settings_json {
-        serde_json::from_str(json).context("--settings-json is not JSON")?
-    } else if let Some(path) = &args.settings_path {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read settings {}", path.display()))?;
-        serde_yaml::from_str(&text)
-            .with_context(|| format!("settings {} are not YAML/JSON", path.display()))?
+    let settings: Value = if let Some(path) = &args.settings_path {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow!("Cannot open settings file {path}: {e}"))?;
+        serde_yaml::from_reader(file)
+            .map_err(|e| anyhow!("Cannot parse settings file {path}: {e}"))?
+    } else if let Some(json) = &args.settings_json {
+        serde_json::from_str(json).map_err(|e| anyhow!("Cannot parse settings JSON: {e}"))?
     } else {
         Value::Null
     };
-    // An empty settings file means no settings, as in kwctl.
-    Ok(if settings.is_null() {
-        Value::Object(Default::default())
-    } else {
-        settings
-    })
+    match settings {
+        Value::Null => Ok(Value::Object(Default::default())),
+        settings @ Value::Object(_) => Ok(settings),
+        _ => bail!("Invalid settings in CRD, not an object"),
+    }
 }
 
-fn policy_path(policy: &str) -> Result<&Path> {
+fn policy_path(policy: &str) -> Result<PathBuf> {
     let path = policy.strip_prefix("file://").unwrap_or(policy);
     if let Some((scheme, _)) = path.split_once("://") {
-        bail!("{scheme}:// policies are not supported: give a local .wasm file");
+        bail!("{scheme}:// policies are not supported by policy-run: give a local .wasm file (kwctl pulls them)");
     }
-    Ok(Path::new(path))
+    let path = Path::new(path);
+    if !path.is_file() {
+        bail!("Cannot find policy with uri: {policy}");
+    }
+    Ok(path.to_path_buf())
 }

@@ -1,0 +1,139 @@
+//! The real engine: finding Kubewarden's `kwctl` for the tests that run the policy with it.
+//!
+//! `KWCTL` names the binary (`.ci/run` points it at the shared kwctl 1.31.0); otherwise a `kwctl`
+//! on `PATH` is used. A machine without any kwctl skips those tests with a printed notice; under
+//! `CI=true` a missing kwctl fails them instead, so CI never skips them silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{ensure, Context, Result};
+
+/// A kwctl binary.
+#[derive(Debug, Clone)]
+pub struct Kwctl {
+    path: PathBuf,
+}
+
+impl Kwctl {
+    /// `KWCTL` when set and non-empty, else `kwctl` from `PATH`.
+    pub fn find() -> Option<Self> {
+        if let Some(path) = std::env::var_os("KWCTL").filter(|p| !p.is_empty()) {
+            return Some(Self { path: path.into() });
+        }
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("kwctl"))
+            .find(|candidate| candidate.is_file())
+            .map(|path| Self { path })
+    }
+
+    /// kwctl for a test named `test`, or `None` (after printing why) when the machine has none.
+    /// Panics under `CI=true` without kwctl: CI must run the kwctl tests.
+    pub fn for_test(test: &str) -> Option<Self> {
+        if let Some(kwctl) = Self::find() {
+            return Some(kwctl);
+        }
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "{test}: CI=true but no kwctl: set KWCTL (.ci/run uses ../shared/tools/kwctl)"
+        );
+        notice(&format!(
+            "{test} SKIPPED: no kwctl (set KWCTL=/path/to/kwctl or put kwctl on PATH)"
+        ));
+        None
+    }
+
+    /// The binary's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A kwctl command with deterministic output: no backtraces in host errors, no colours.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.path);
+        command.env("RUST_BACKTRACE", "0").env("NO_COLOR", "1");
+        command
+    }
+
+    /// Runs kwctl with `args`, failing with its output when it exits non-zero.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        let output = self
+            .command()
+            .args(args)
+            .output()
+            .with_context(|| format!("cannot run {}", self.path.display()))?;
+        ensure!(
+            output.status.success(),
+            "kwctl {} failed ({}):\n{}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(output)
+    }
+
+    /// `kwctl annotate -m metadata -u readme -o out wasm`.
+    pub fn annotate(&self, wasm: &Path, metadata: &Path, readme: &Path, out: &Path) -> Result<()> {
+        let arg = |p: &Path| p.to_string_lossy().into_owned();
+        self.run(&[
+            "annotate",
+            "-m",
+            &arg(metadata),
+            "-u",
+            &arg(readme),
+            "-o",
+            &arg(out),
+            &arg(wasm),
+        ])
+        .map(drop)
+    }
+}
+
+/// Prints `NOTICE: message` on the real stderr, which the test harness does not capture (its
+/// capture only takes `eprintln!`), so a skip is never silent.
+pub fn notice(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "NOTICE: {message}");
+}
+
+/// The `Error: ...` lines kwctl (and policy-run) print on a failure, without kwctl's log lines.
+pub fn error_lines(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut lines = Vec::new();
+    let mut in_error = false;
+    for line in text.lines() {
+        if line.starts_with("Error: ") || line.starts_with("error: ") {
+            in_error = true;
+        } else if is_log_line(line) {
+            in_error = false;
+        }
+        if in_error {
+            lines.push(line);
+        }
+    }
+    lines.join("\n").trim_end().to_owned()
+}
+
+/// A tracing line of kwctl's log (`2026-11-30T23:29:35.126479Z  INFO ...`).
+fn is_log_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() > 20 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_the_error() {
+        let stderr = b"2026-11-30T23:33:24.045419Z  INFO kwctl: replay\nError: Provided settings are not valid: x\n  detail\n2026-11-30T23:33:24.045419Z ERROR kwctl: shut down\n";
+        assert_eq!(
+            error_lines(stderr),
+            "Error: Provided settings are not valid: x\n  detail"
+        );
+        assert_eq!(error_lines(b"nothing"), "");
+    }
+}
