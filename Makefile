@@ -13,6 +13,7 @@ POLICY_RUN := target/release/policy-run
 EXAMPLE ?= fixtures/both-providers
 
 .PHONY: all target annotate publish check-kwctl check-publish run test unit-tests e2e-tests fmt lint clean policy-run bench fuzz fuzz-smoke FORCE
+.PHONY: playground playground-serve playground-test
 
 all: policy.wasm
 
@@ -79,6 +80,7 @@ run: policy.wasm policy-run
 # build the real policy.wasm and run it under the native wasmtime host.
 test: target fmt lint
 	$(CARGO) test --locked --workspace
+	@$(MAKE) --no-print-directory playground-test
 
 unit-tests:
 	$(CARGO) test --locked -p workload-identity-policy
@@ -139,6 +141,48 @@ fuzz:
 # A short run of every fuzz target (CI).
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
+# Browser playground (playground/): the policy core built for wasm32-unknown-unknown
+# with wasm-bindgen, and a static page (playground/www) that loads it from
+# playground/www/pkg. wasm-bindgen-cli must be the exact version of the
+# wasm-bindgen crate in Cargo.lock; it is installed when missing (without its
+# TLS features: it downloads nothing). The release profile strips the custom
+# section wasm-bindgen reads the module's features from: this build keeps it,
+# and wasm-bindgen drops the names instead.
+PLAYGROUND_TARGET := wasm32-unknown-unknown
+PLAYGROUND_PKG := playground/www/pkg
+PLAYGROUND_PORT ?= 8000
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' Cargo.lock)
+
+playground:
+	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "playground: no wasm-bindgen version in Cargo.lock"; exit 1; }
+	@rustup target add $(PLAYGROUND_TARGET) >/dev/null 2>&1 || rustup target add $(PLAYGROUND_TARGET)
+	@if [ "$$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $(WASM_BINDGEN_VERSION)" ]; then \
+		echo "== cargo install wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (a few minutes, once)"; \
+		$(CARGO) install --locked --no-default-features wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) \
+		|| { echo "== its locked dependencies cannot all be fetched: installing with current ones"; \
+			$(CARGO) install --no-default-features wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); }; \
+	fi
+	CARGO_PROFILE_RELEASE_STRIP=false $(CARGO) build --locked --release --target $(PLAYGROUND_TARGET) -p playground --lib
+	wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+		--out-dir $(PLAYGROUND_PKG) target/$(PLAYGROUND_TARGET)/release/playground.wasm
+	$(CARGO) run --locked -q -p playground --bin playground-fixtures -- fixtures $(PLAYGROUND_PKG)/fixtures.js
+	@echo "playground: $(PLAYGROUND_PKG) ($$(wc -c < $(PLAYGROUND_PKG)/playground_bg.wasm) bytes of wasm)"
+
+# Serves the page on 127.0.0.1 (PLAYGROUND_PORT, default 8000) until Ctrl-C.
+playground-serve: playground
+	@echo "== playground: open http://127.0.0.1:$(PLAYGROUND_PORT)/"
+	python3 -m http.server --bind 127.0.0.1 --directory playground/www $(PLAYGROUND_PORT)
+
+# The page in Debian's headless chromium (CHROMIUM=/usr/bin/chromium), driven by
+# playwright-core (npm ci in playground/): every fixture through the example
+# picker against its expected.json, malformed editors, links, a 1,000-container
+# pod (playground/e2e/playground.test.mjs). Serves and stops everything itself.
+# PLAYGROUND_SCREENSHOT=playground/screenshot.png also retakes the README's picture.
+playground-test: playground
+	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || { echo "playground-test: needs Debian's chromium (apt-get install -y chromium)"; exit 1; }
+	@cd playground && { test node_modules/.package-lock.json -nt package-lock.json || npm ci --no-audit --no-fund; }
+	cd playground && node --test --test-reporter=spec e2e/playground.test.mjs
 
 clean:
 	$(CARGO) clean

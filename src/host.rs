@@ -1,7 +1,9 @@
 //! The one context lookup the policy needs: the pod's ServiceAccount.
 //!
 //! The core sees only the [`Lookup`] trait, so it is tested natively with an
-//! in-memory map; the waPC glue implements it with the SDK's `get_resource`.
+//! in-memory map; the waPC glue implements it with the SDK's `get_resource`
+//! (not in the browser playground's wasm32-unknown-unknown build, which has no
+//! waPC host).
 
 use serde_json::Value;
 
@@ -26,8 +28,10 @@ pub trait Lookup {
 
 /// The waPC implementation: one `kubernetes/get_resource` host call with the
 /// exact request kwctl replay sessions record (cache enabled, no field masks).
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub struct HostLookup;
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 impl Lookup for HostLookup {
     fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
         use kubewarden_policy_sdk::host_capabilities::kubernetes::{
@@ -49,6 +53,7 @@ impl Lookup for HostLookup {
 /// and policy-evaluator put around them (`Host error: Callback evaluation failure: ...`), which
 /// say nothing to the pod's author, and without the backtrace policy-evaluator appends when the
 /// PolicyServer runs with `RUST_BACKTRACE=1`.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 fn host_message(error: kubewarden_policy_sdk::error::Error) -> String {
     match error {
         kubewarden_policy_sdk::error::Error::HostCall { source, .. } => {
@@ -59,6 +64,7 @@ fn host_message(error: kubewarden_policy_sdk::error::Error) -> String {
 }
 
 /// [`host_message`] on the text of a host-call error.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 fn underlying(text: &str) -> &str {
     let text = text.strip_prefix("Host error: ").unwrap_or(text);
     let text = text

@@ -182,7 +182,8 @@ mod tests {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// waPC guest only (wasm32-wasip1): not in the browser playground's wasm32-unknown-unknown build.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod wapc {
     use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
 
