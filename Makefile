@@ -71,7 +71,7 @@ lint:
 # without it its rows are skipped), and against the same core natively and
 # parsing and re-serialising the JSON (e2e-tests/benches/policy.rs, BENCHMARKS.md).
 # The bench profile would inherit the release profile, which is tuned for the
-# wasm module's size (opt-level z, fat LTO): the native side is measured, and
+# wasm module (fat LTO, one codegen unit): the native side is measured, and
 # built, as a native service is instead. Build and criterion output go to
 # target/bench.log; the table is printed at the end (and kept in
 # target/bench-table.md).
