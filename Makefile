@@ -9,16 +9,29 @@ POLICY_RUN := target/release/policy-run
 # The example `make run` evaluates; override with EXAMPLE=fixtures/<case>.
 EXAMPLE ?= fixtures/both-providers
 
-.PHONY: all target run test unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
+.PHONY: all target run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
 
 all: policy.wasm
 
 target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 
+# wasm-opt (binaryen; Debian: apt-get install -y binaryen) makes the shipped
+# module smaller and faster (BENCHMARKS.md). Without it policy.wasm is the
+# cargo build as is. binaryen 108 must be told the features rustc enables.
+WASM_OPT ?= wasm-opt
+WASM_OPT_FLAGS ?= -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	--enable-mutable-globals --enable-multivalue --enable-reference-types
+
 policy.wasm: target FORCE
 	$(CARGO) build --locked --release --target $(WASM_TARGET) -p workload-identity-policy --lib
-	cp $(WASM_OUT) policy.wasm
+	@if command -v $(WASM_OPT) >/dev/null 2>&1; then \
+		echo "$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm $(WASM_OUT)"; \
+		$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm $(WASM_OUT); \
+	else \
+		echo "wasm-opt not found (Debian: apt-get install -y binaryen): policy.wasm is not optimised"; \
+		cp $(WASM_OUT) policy.wasm; \
+	fi
 	@echo "policy.wasm: $$(wc -c < policy.wasm) bytes"
 
 annotated-policy.wasm: policy.wasm policy-metadata.yml README.md
@@ -49,6 +62,13 @@ run: policy.wasm policy-run
 # build the real policy.wasm and run it under the native wasmtime host.
 test: target fmt lint
 	$(CARGO) test --locked --workspace
+	@$(MAKE) --no-print-directory test-shipped
+
+# The shipped policy.wasm (wasm-opt'ed when wasm-opt is there) answers every
+# fixture exactly as the cargo build the other tests use (and as the core
+# natively: the fixtures harness compares both).
+test-shipped: policy.wasm
+	POLICY_WASM=$(CURDIR)/policy.wasm $(CARGO) test --locked -p e2e-tests --test fixtures
 
 unit-tests:
 	$(CARGO) test --locked -p workload-identity-policy
