@@ -6,7 +6,7 @@
 //! - `POLICY_WASM`: our module (default: built like the tests, `target/e2e-wasm`);
 //! - `PEER_WASM`: the peer (default `../shared/bench/peer-capabilities-psp/...`; without it, its
 //!   rows are skipped with a notice);
-//! - `KWCTL_WARM_UP` / `KWCTL_MEASUREMENT`: seconds per `kwctl bench` run (default 1 and 3).
+//! - `KWCTL_WARM_UP` / `KWCTL_MEASUREMENT`: whole seconds per `kwctl bench` run (default 1, 3).
 //!
 //! kwctl prints the median of its 100 samples (each the mean of a batch of calls); the p95 here is
 //! the 95th percentile of those sample means, read from the per-sample data kwctl's bench library
@@ -37,15 +37,16 @@ fn main() -> Result<()> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()?;
-    let seconds = |var: &str, default: f64| -> Result<f64> {
+    // kwctl takes whole seconds.
+    let seconds = |var: &str, default: u64| -> Result<u64> {
         match std::env::var(var) {
             Ok(v) if !v.is_empty() => v.parse().with_context(|| format!("{var}={v}")),
             _ => Ok(default),
         }
     };
     let timing = Timing {
-        warm_up: seconds("KWCTL_WARM_UP", 1.0)?,
-        measurement: seconds("KWCTL_MEASUREMENT", 3.0)?,
+        warm_up: seconds("KWCTL_WARM_UP", 1)?,
+        measurement: seconds("KWCTL_MEASUREMENT", 3)?,
     };
     let out_dir = workspace.join("target").join("kwctl-bench");
     std::fs::create_dir_all(&out_dir)?;
@@ -176,7 +177,7 @@ fn main() -> Result<()> {
     let _ = writeln!(
         table,
         "Medians of kwctl's 100 samples (each the mean time of a batch of calls); p95 of those sample means; \
-         {:.1} s warm-up and {:.1} s measurement per run.",
+         {} s warm-up and {} s measurement per run.",
         timing.warm_up, timing.measurement
     );
     println!("\n{table}");
@@ -186,8 +187,8 @@ fn main() -> Result<()> {
 }
 
 struct Timing {
-    warm_up: f64,
-    measurement: f64,
+    warm_up: u64,
+    measurement: u64,
 }
 
 impl Timing {
@@ -195,7 +196,7 @@ impl Timing {
     /// until the time is spent (up to twice the time), the measurement takes about its time (more
     /// for slow calls, which then make fewer calls).
     fn max_calls(&self) -> usize {
-        let seconds = 2.0 * self.warm_up + 1.5 * self.measurement + 0.5;
+        let seconds = 2.0 * self.warm_up as f64 + 1.5 * self.measurement as f64 + 0.5;
         (seconds / FASTEST_LOOKUP_CALL_SECONDS).ceil() as usize
     }
 }
@@ -275,7 +276,8 @@ impl Kwctl {
     fn version(&self) -> Result<String> {
         let output = self.command().arg("--version").output()?;
         ensure!(output.status.success(), "kwctl --version failed");
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+        let text = String::from_utf8_lossy(&output.stdout);
+        Ok(text.lines().next().unwrap_or("kwctl").trim().to_string())
     }
 
     fn annotate(&self, workspace: &Path, module: &Path, out: &Path) -> Result<()> {
