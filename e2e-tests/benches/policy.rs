@@ -147,7 +147,7 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
         .with_context(|| format!("BENCH_LOOP: no scenario {name:?}"))?;
     if let Some(who) = measure.strip_suffix("-warm") {
         let (wasm, payload) = match who {
-            "ours" => (&modules.ours_bytes[..], case.payload.clone()),
+            "ours" => (modules.ours_bytes, case.payload.clone()),
             "peer" => {
                 let (Some(peer), Some((p, _))) = (&case.peer, modules.peer) else {
                     anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
