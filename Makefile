@@ -12,7 +12,7 @@ POLICY_RUN := target/release/policy-run
 # The example `make run` evaluates; override with EXAMPLE=fixtures/<case>.
 EXAMPLE ?= fixtures/both-providers
 
-.PHONY: all target annotate publish check-kwctl check-publish run test unit-tests e2e-tests fmt lint clean policy-run bench fuzz fuzz-smoke FORCE
+.PHONY: all target annotate publish check-kwctl check-publish run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
 .PHONY: playground playground-serve playground-test
 
 all: policy.wasm
@@ -20,9 +20,22 @@ all: policy.wasm
 target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 
+# wasm-opt (binaryen; Debian: apt-get install -y binaryen) makes the shipped
+# module smaller and faster (BENCHMARKS.md). Without it policy.wasm is the
+# cargo build as is. binaryen 108 must be told the features rustc enables.
+WASM_OPT ?= wasm-opt
+WASM_OPT_FLAGS ?= -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	--enable-mutable-globals --enable-multivalue --enable-reference-types
+
 policy.wasm: target FORCE
 	$(CARGO) build --locked --release --target $(WASM_TARGET) --target-dir $(TARGET_DIR) -p workload-identity-policy --lib
-	cp $(WASM_OUT) policy.wasm
+	@if command -v $(WASM_OPT) >/dev/null 2>&1; then \
+		echo "$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm $(WASM_OUT)"; \
+		$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm $(WASM_OUT); \
+	else \
+		echo "wasm-opt not found (Debian: apt-get install -y binaryen): policy.wasm is not optimised"; \
+		cp $(WASM_OUT) policy.wasm; \
+	fi
 	@echo "policy.wasm: $$(wc -c < policy.wasm) bytes"
 
 # kwctl (Kubewarden's CLI): KWCTL=/path/to/kwctl, else `kwctl` on PATH.
@@ -80,7 +93,14 @@ run: policy.wasm policy-run
 # build the real policy.wasm and run it under the native wasmtime host.
 test: target fmt lint
 	$(CARGO) test --locked --workspace
+	@$(MAKE) --no-print-directory test-shipped
 	@$(MAKE) --no-print-directory playground-test
+
+# The shipped policy.wasm (wasm-opt'ed when wasm-opt is there) answers every
+# fixture exactly as the cargo build the other tests use (and as the core
+# natively: the fixtures harness compares both).
+test-shipped: policy.wasm
+	POLICY_WASM=$(CURDIR)/policy.wasm $(CARGO) test --locked -p e2e-tests --test fixtures
 
 unit-tests:
 	$(CARGO) test --locked -p workload-identity-policy
@@ -96,22 +116,40 @@ lint:
 	@rustup component add clippy >/dev/null 2>&1 || true
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-# Per-request cost of policy.wasm in the native host vs the same core natively vs
+# Per-request cost of the shipped policy.wasm in the native host (a fresh
+# instance per request, as policy-server), side by side with Kubewarden's own
+# mutating pod policy on the same requests (PEER_WASM, default
+# ../shared/bench/peer-capabilities-psp/capabilities-psp-policy-v1.0.8.wasm;
+# without it its rows are skipped), and against the same core natively and
 # parsing and re-serialising the JSON (e2e-tests/benches/policy.rs, BENCHMARKS.md).
 # The bench profile would inherit the release profile, which is tuned for the
-# wasm module's size (opt-level z, fat LTO): the native side is measured, and
+# wasm module (fat LTO, one codegen unit): the native side is measured, and
 # built, as a native service is instead. Build and criterion output go to
 # target/bench.log; the table is printed at the end (and kept in
 # target/bench-table.md).
 BENCH_PROFILE := CARGO_PROFILE_BENCH_OPT_LEVEL=3 CARGO_PROFILE_BENCH_LTO=false \
 	CARGO_PROFILE_BENCH_CODEGEN_UNITS=16
-bench: target
+bench: policy.wasm
 	@mkdir -p target && rm -f target/bench-table.md
-	@echo "== cargo bench -p e2e-tests (about a minute after the build; output: target/bench.log)"
-	@$(BENCH_PROFILE) $(CARGO) bench --locked -p e2e-tests --bench policy > target/bench.log 2>&1 \
+	@echo "== cargo bench -p e2e-tests --bench policy (about two minutes after the build; output: target/bench.log)"
+	@POLICY_WASM=$(CURDIR)/policy.wasm $(BENCH_PROFILE) $(CARGO) bench --locked -p e2e-tests --bench policy > target/bench.log 2>&1 \
 		|| { tail -n 40 target/bench.log; echo "bench failed (log: target/bench.log)"; exit 1; }
+	@grep '^NOTICE' target/bench.log || true
 	@echo
 	@cat target/bench-table.md
+
+# The same scenarios under the real engine's `kwctl bench` (one warm instance
+# for every call), ours and the peer (e2e-tests/benches/kwctl.rs). KWCTL is
+# the kwctl to run (a relative path is taken from this directory).
+KWCTL ?= ../shared/tools/kwctl
+bench-kwctl: policy.wasm
+	@mkdir -p target && rm -f target/bench-kwctl-table.md
+	@echo "== cargo bench -p e2e-tests --bench kwctl (a few minutes; output: target/bench-kwctl.log)"
+	@KWCTL=$(KWCTL) POLICY_WASM=$(CURDIR)/policy.wasm $(BENCH_PROFILE) $(CARGO) bench --locked -p e2e-tests --bench kwctl > target/bench-kwctl.log 2>&1 \
+		|| { tail -n 40 target/bench-kwctl.log; echo "bench-kwctl failed (log: target/bench-kwctl.log)"; exit 1; }
+	@grep '^NOTICE' target/bench-kwctl.log || true
+	@echo
+	@cat target/bench-kwctl-table.md
 
 # Fuzzing (fuzz/, cargo-fuzz on nightly): every target in turn for FUZZ_SECONDS,
 # seeded from fixtures/ (fuzz/seed.sh). Without a sanitizer (the policy is safe

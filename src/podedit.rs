@@ -100,6 +100,60 @@ impl std::fmt::Display for MalformedPod {
     }
 }
 
+/// Where a field is, for messages (`spec.containers[0].env`): formatted
+/// only when a message is written, never on the way.
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    path: &'a str,
+    index: Option<usize>,
+    field: Option<&'a str>,
+}
+
+impl<'a> At<'a> {
+    const fn path(path: &'a str) -> At<'a> {
+        At {
+            path,
+            index: None,
+            field: None,
+        }
+    }
+    const fn item(list: &'a str, index: usize) -> At<'a> {
+        At {
+            path: list,
+            index: Some(index),
+            field: None,
+        }
+    }
+    const fn field(self, field: &'a str) -> At<'a> {
+        At {
+            field: Some(field),
+            ..self
+        }
+    }
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.path)?;
+        if let Some(index) = self.index {
+            write!(f, "[{index}]")?;
+        }
+        if let Some(field) = self.field {
+            write!(f, ".{field}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `spec.containers` or `spec.initContainers`.
+fn list_path(list: &str) -> &'static str {
+    if list == "containers" {
+        "spec.containers"
+    } else {
+        "spec.initContainers"
+    }
+}
+
 /// Applies the injections to the pod object. Returns whether anything
 /// changed; warnings (prefixed with `pod_ref`) explain what was skipped.
 pub fn apply(
@@ -115,7 +169,7 @@ pub fn apply(
             .and_then(Value::as_object_mut)
             .ok_or_else(|| malformed("spec", "an object"))?;
         if !injection.init_containers.is_empty() {
-            let list = ensure_list(spec, "initContainers", "spec.initContainers")?;
+            let list = ensure_list(spec, "initContainers", At::path("spec.initContainers"))?;
             for init in &injection.init_containers {
                 let name = name_of(init);
                 if !list.iter().any(|c| name_of(c) == name) {
@@ -125,8 +179,8 @@ pub fn apply(
             }
         }
         let mut received = false;
-        for_each_container(spec, |container, path| {
-            match inject_container(container, injection, path)? {
+        for_each_container(spec, |container, at| {
+            match inject_container(container, injection, at)? {
                 Outcome::Skipped => {}
                 Outcome::Conflict { name, volume, at } => warnings.push(format!(
                     "pod {pod_ref}: container {name:?} already mounts volume {volume:?} at {at:?}; {} {} not injected into it",
@@ -153,7 +207,7 @@ pub fn apply(
         let volumes = if injection.volumes.is_empty() {
             &mut Vec::new()
         } else {
-            ensure_list(spec, "volumes", "spec.volumes")?
+            ensure_list(spec, "volumes", At::path("spec.volumes"))?
         };
         for volume in &injection.volumes {
             let name = name_of(volume);
@@ -164,8 +218,8 @@ pub fn apply(
                     changed = true;
                 }
                 Some((at, existing)) => {
-                    let path = format!("spec.volumes[{at}].secret.items");
-                    changed |= merge_secret_items(existing, volume, &path)?;
+                    let path = At::item("spec.volumes", at).field("secret.items");
+                    changed |= merge_secret_items(existing, volume, path)?;
                 }
             }
         }
@@ -182,7 +236,7 @@ pub fn apply(
 fn merge_secret_items(
     existing: &mut Value,
     wanted: &Value,
-    path: &str,
+    path: At,
 ) -> Result<bool, MalformedPod> {
     let secret_name = |v: &Value| {
         v.pointer("/secret/secretName")
@@ -235,8 +289,8 @@ fn set_metadata(
     let pod = pod
         .as_object_mut()
         .ok_or_else(|| malformed("object", "an object"))?;
-    let metadata = ensure_object(pod, "metadata", "metadata")?;
-    let map = ensure_object(metadata, field, &format!("metadata.{field}"))?;
+    let metadata = ensure_object(pod, "metadata", At::path("metadata"))?;
+    let map = ensure_object(metadata, field, At::path("metadata").field(field))?;
     let mut changed = false;
     for (key, value) in pairs {
         let current = map.get(key).and_then(Value::as_str);
@@ -270,8 +324,8 @@ pub fn write_managed(
             .and_then(|m| m.get("annotations"))
             .is_some_and(|a| !a.is_null());
         if any_value || has_annotations {
-            let metadata = ensure_object(root, "metadata", "metadata")?;
-            let map = ensure_object(metadata, "annotations", "metadata.annotations")?;
+            let metadata = ensure_object(root, "metadata", At::path("metadata"))?;
+            let map = ensure_object(metadata, "annotations", At::path("metadata.annotations"))?;
             for (key, value) in annotations {
                 match value {
                     Some(v) => {
@@ -292,31 +346,31 @@ pub fn write_managed(
         .get_mut("spec")
         .and_then(Value::as_object_mut)
         .ok_or_else(|| malformed("spec", "an object"))?;
-    for_each_container(spec, |container, path| {
+    for_each_container(spec, |container, at| {
         for (name, value) in env {
-            changed |= set_env(container, name, value.as_deref(), path)?;
+            changed |= set_env(container, name, value.as_deref(), at)?;
         }
         Ok(())
     })?;
     Ok(changed)
 }
 
-/// Calls `edit` on every container, then every init container, with its
-/// path for messages (`spec.containers[0]`).
+/// Calls `edit` on every container, then every init container, with where
+/// it is for messages (`spec.containers[0]`).
 fn for_each_container(
     spec: &mut Map<String, Value>,
-    mut edit: impl FnMut(&mut Map<String, Value>, &str) -> Result<(), MalformedPod>,
+    mut edit: impl FnMut(&mut Map<String, Value>, At) -> Result<(), MalformedPod>,
 ) -> Result<(), MalformedPod> {
     for list in ["containers", "initContainers"] {
-        let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
+        let Some(containers) = existing_list(spec, list, At::path(list_path(list)))? else {
             continue;
         };
         for (index, container) in containers.iter_mut().enumerate() {
-            let path = format!("spec.{list}[{index}]");
+            let at = At::item(list_path(list), index);
             let container = container
                 .as_object_mut()
-                .ok_or_else(|| malformed(&path, "an object"))?;
-            edit(container, &path)?;
+                .ok_or_else(|| malformed(at, "an object"))?;
+            edit(container, at)?;
         }
     }
     Ok(())
@@ -356,17 +410,18 @@ pub fn restore_managed(
         .and_then(Value::as_object_mut)
         .ok_or_else(|| malformed("spec", "an object"))?;
     for list in ["containers", "initContainers"] {
-        let Some(containers) = existing_list(spec, list, &format!("spec.{list}"))? else {
+        let Some(containers) = existing_list(spec, list, At::path(list_path(list)))? else {
             continue;
         };
         let old_list = old
-            .pointer(&format!("/spec/{list}"))
+            .get("spec")
+            .and_then(|s| s.get(list))
             .and_then(Value::as_array);
         for (index, container) in containers.iter_mut().enumerate() {
-            let path = format!("spec.{list}[{index}]");
+            let at = At::item(list_path(list), index);
             let container = container
                 .as_object_mut()
-                .ok_or_else(|| malformed(&path, "an object"))?;
+                .ok_or_else(|| malformed(at, "an object"))?;
             let name = container.get("name").and_then(Value::as_str);
             let wanted: Vec<Value> = old_list
                 .into_iter()
@@ -379,18 +434,18 @@ pub fn restore_managed(
                 .filter(|e| managed(e))
                 .cloned()
                 .collect();
-            let env_path = format!("{path}.env");
-            let current: Vec<&Value> = existing_list(container, "env", &env_path)?
+            let env_path = at.field("env");
+            let current: Vec<&Value> = existing_list(container, "env", env_path)?
                 .map(|env| env.iter().filter(|e| managed(e)).collect())
                 .unwrap_or_default();
             if current.len() == wanted.len() && current.iter().zip(&wanted).all(|(a, b)| *a == b) {
                 continue;
             }
-            if let Some(env) = existing_list(container, "env", &env_path)? {
+            if let Some(env) = existing_list(container, "env", env_path)? {
                 env.retain(|e| !managed(e));
             }
             if !wanted.is_empty() {
-                ensure_list(container, "env", &env_path)?.extend(wanted);
+                ensure_list(container, "env", env_path)?.extend(wanted);
             }
             changed = true;
         }
@@ -403,14 +458,14 @@ fn set_env(
     container: &mut Map<String, Value>,
     name: &str,
     value: Option<&str>,
-    path: &str,
+    at: At,
 ) -> Result<bool, MalformedPod> {
-    let env_path = format!("{path}.env");
+    let env_path = at.field("env");
     let wanted = value.map(|v| env_value(name, v));
-    let Some(env) = existing_list(container, "env", &env_path)? else {
+    let Some(env) = existing_list(container, "env", env_path)? else {
         return match wanted {
             Some(entry) => {
-                ensure_list(container, "env", &env_path)?.push(entry);
+                ensure_list(container, "env", env_path)?.push(entry);
                 Ok(true)
             }
             None => Ok(false),
@@ -457,11 +512,11 @@ pub fn check_shape(pod: &Value) -> Result<(), MalformedPod> {
     if let Some(metadata) = pod.get("metadata").filter(|m| !m.is_null()) {
         let metadata = metadata
             .as_object()
-            .ok_or_else(|| malformed("metadata", "an object"))?;
+            .ok_or_else(|| malformed(At::path("metadata"), "an object"))?;
         for field in ["annotations", "labels"] {
             match metadata.get(field) {
                 None | Some(Value::Null) | Some(Value::Object(_)) => {}
-                Some(_) => return Err(malformed(&format!("metadata.{field}"), "an object")),
+                Some(_) => return Err(malformed(At::path("metadata").field(field), "an object")),
             }
         }
     }
@@ -469,26 +524,23 @@ pub fn check_shape(pod: &Value) -> Result<(), MalformedPod> {
         .get("spec")
         .and_then(Value::as_object)
         .ok_or_else(|| malformed("spec", "an object"))?;
-    let list = |value: Option<&Value>, path: &str| -> Result<(), MalformedPod> {
+    let list = |value: Option<&Value>, at: At| -> Result<(), MalformedPod> {
         match value {
             None | Some(Value::Null) | Some(Value::Array(_)) => Ok(()),
-            Some(_) => Err(malformed(path, "a list")),
+            Some(_) => Err(malformed(at, "a list")),
         }
     };
-    list(spec.get("volumes"), "spec.volumes")?;
+    list(spec.get("volumes"), At::path("spec.volumes"))?;
     for key in ["containers", "initContainers"] {
-        list(spec.get(key), &format!("spec.{key}"))?;
+        list(spec.get(key), At::path(list_path(key)))?;
         let containers = spec.get(key).and_then(Value::as_array);
         for (index, container) in containers.into_iter().flatten().enumerate() {
-            let path = format!("spec.{key}[{index}]");
+            let at = At::item(list_path(key), index);
             let container = container
                 .as_object()
-                .ok_or_else(|| malformed(&path, "an object"))?;
-            list(container.get("env"), &format!("{path}.env"))?;
-            list(
-                container.get("volumeMounts"),
-                &format!("{path}.volumeMounts"),
-            )?;
+                .ok_or_else(|| malformed(at, "an object"))?;
+            list(container.get("env"), at.field("env"))?;
+            list(container.get("volumeMounts"), at.field("volumeMounts"))?;
         }
     }
     Ok(())
@@ -509,24 +561,18 @@ enum Outcome {
 fn inject_container(
     container: &mut Map<String, Value>,
     injection: &Injection,
-    path: &str,
+    at: At,
 ) -> Result<Outcome, MalformedPod> {
-    let name = container
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if injection.skip_containers.contains(&name) {
+    let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+    if injection.skip_containers.iter().any(|skip| skip == name) {
         return Ok(Outcome::Skipped);
     }
-    let mounts_path = format!("{path}.volumeMounts");
-    let env_path = format!("{path}.env");
+    let mounts_path = at.field("volumeMounts");
+    let env_path = at.field("env");
     if !injection.complete_when.is_empty() {
-        let env = existing_list(container, "env", &env_path)?;
-        let sets = |wanted: &str| {
-            env.as_ref()
-                .is_some_and(|env| env.iter().any(|e| name_of(e) == Some(wanted)))
-        };
+        let env = existing_list_ref(container, "env", env_path)?;
+        let sets =
+            |wanted: &str| env.is_some_and(|env| env.iter().any(|e| name_of(e) == Some(wanted)));
         if injection
             .complete_when
             .iter()
@@ -537,8 +583,8 @@ fn inject_container(
     }
     let mut missing_mounts = Vec::new();
     {
-        let existing = existing_list(container, "volumeMounts", &mounts_path)?;
-        let existing: &[Value] = existing.as_deref().map(Vec::as_slice).unwrap_or(&[]);
+        let existing = existing_list_ref(container, "volumeMounts", mounts_path)?;
+        let existing: &[Value] = existing.map(Vec::as_slice).unwrap_or(&[]);
         let wanted_mounts = injection.mounts.iter().map(|m| (m, true));
         let wanted_mounts =
             wanted_mounts.chain(injection.writable_mounts.iter().map(|m| (m, false)));
@@ -556,7 +602,7 @@ fn inject_container(
                     == Some(target)
                 {
                     return Ok(Outcome::Conflict {
-                        name,
+                        name: name.to_string(),
                         volume: mount_name.to_string(),
                         at: wanted.path.clone(),
                     });
@@ -569,11 +615,9 @@ fn inject_container(
     }
     // Validate env before writing anything, so a malformed container is left untouched.
     let groups_to_add: Vec<&Vec<Value>> = {
-        let env = existing_list(container, "env", &env_path)?;
-        let present = |wanted: Option<&str>| {
-            env.as_ref()
-                .is_some_and(|env| env.iter().any(|e| name_of(e) == wanted))
-        };
+        let env = existing_list_ref(container, "env", env_path)?;
+        let present =
+            |wanted: Option<&str>| env.is_some_and(|env| env.iter().any(|e| name_of(e) == wanted));
         injection
             .env_groups
             .iter()
@@ -582,7 +626,7 @@ fn inject_container(
     };
     let mut changed = false;
     if !missing_mounts.is_empty() {
-        let mounts = ensure_list(container, "volumeMounts", &mounts_path)?;
+        let mounts = ensure_list(container, "volumeMounts", mounts_path)?;
         for (wanted, read_only) in missing_mounts {
             let mut mount = Map::new();
             mount.insert("name".to_string(), wanted.volume.clone().into());
@@ -595,7 +639,7 @@ fn inject_container(
         changed = true;
     }
     if !groups_to_add.is_empty() {
-        let env = ensure_list(container, "env", &env_path)?;
+        let env = ensure_list(container, "env", env_path)?;
         env.extend(groups_to_add.into_iter().flatten().cloned());
         changed = true;
     }
@@ -615,9 +659,9 @@ fn name_of(item: &Value) -> Option<&str> {
     item.get("name").and_then(Value::as_str)
 }
 
-fn malformed(path: &str, expected: &'static str) -> MalformedPod {
+fn malformed(at: impl std::fmt::Display, expected: &'static str) -> MalformedPod {
     MalformedPod {
-        path: path.to_string(),
+        path: at.to_string(),
         expected,
     }
 }
@@ -626,12 +670,25 @@ fn malformed(path: &str, expected: &'static str) -> MalformedPod {
 fn existing_list<'a>(
     obj: &'a mut Map<String, Value>,
     key: &str,
-    path: &str,
+    at: At,
 ) -> Result<Option<&'a mut Vec<Value>>, MalformedPod> {
     match obj.get_mut(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(list)) => Ok(Some(list)),
-        Some(_) => Err(malformed(path, "a list")),
+        Some(_) => Err(malformed(at, "a list")),
+    }
+}
+
+/// [`existing_list`], read-only.
+fn existing_list_ref<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    at: At,
+) -> Result<Option<&'a Vec<Value>>, MalformedPod> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(list)) => Ok(Some(list)),
+        Some(_) => Err(malformed(at, "a list")),
     }
 }
 
@@ -639,27 +696,30 @@ fn existing_list<'a>(
 fn ensure_object<'a>(
     obj: &'a mut Map<String, Value>,
     key: &str,
-    path: &str,
+    at: At,
 ) -> Result<&'a mut Map<String, Value>, MalformedPod> {
-    let slot = obj.entry(key.to_string()).or_insert(Value::Null);
-    if slot.is_null() {
-        *slot = Value::Object(Map::new());
+    // Looked up first: the key is only copied when it is added.
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj.insert(key.to_string(), Value::Object(Map::new()));
     }
-    slot.as_object_mut()
-        .ok_or_else(|| malformed(path, "an object"))
+    obj.get_mut(key)
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| malformed(at, "an object"))
 }
 
 /// The list under `key`, created empty when absent or `null`.
 fn ensure_list<'a>(
     obj: &'a mut Map<String, Value>,
     key: &str,
-    path: &str,
+    at: At,
 ) -> Result<&'a mut Vec<Value>, MalformedPod> {
-    let slot = obj.entry(key.to_string()).or_insert(Value::Null);
-    if slot.is_null() {
-        *slot = Value::Array(Vec::new());
+    // Looked up first: the key is only copied when it is added.
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj.insert(key.to_string(), Value::Array(Vec::new()));
     }
-    slot.as_array_mut().ok_or_else(|| malformed(path, "a list"))
+    obj.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| malformed(at, "a list"))
 }
 
 #[cfg(test)]

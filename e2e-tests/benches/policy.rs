@@ -1,19 +1,26 @@
-//! What one admission costs: `policy.wasm` in the native host (wapc + wasmtime-provider, the
-//! engines of Kubewarden's policy-evaluator) as policy-server runs it, against the same core run
-//! natively and against the floor, parsing and re-serialising the same JSON natively.
+//! What one admission costs as policy-server pays it (a fresh instance per request), side by side
+//! with Kubewarden's own mutating pod policy on the same request bytes, and against the same core
+//! run natively and the native JSON floor.
 //!
-//! Per scenario, three criterion benchmarks (group = scenario):
-//! - `wasm`: [`Policy::validate`] on a module compiled once: a fresh instance and waPC init per
-//!   request, the payload encoded, the one `get_resource` answered by the host, the
-//!   ValidationResponse decoded and the JSON patch computed, as policy-evaluator does;
-//! - `native`: `workload_identity_policy::validate_payload_bytes` on the same payload bytes with an
-//!   in-memory ServiceAccount lookup, and its response serialised (what the guest returns);
+//! Per scenario (`scenarios/mod.rs`), up to four criterion benchmarks (group = scenario):
+//! - `ours`: `policy.wasm` through [`Policy::validate`] on a module compiled once: a fresh
+//!   instance and waPC init per request, the payload encoded, the one `get_resource` answered by
+//!   the host, the ValidationResponse decoded and the JSON patch computed, as policy-evaluator
+//!   does;
+//! - `peer`: the same for the peer module (`PEER_WASM`, default
+//!   `../shared/bench/peer-capabilities-psp/capabilities-psp-policy-v1.0.8.wasm`; without it its
+//!   rows are skipped with a notice) with its own settings;
+//! - `native`: `workload_identity_policy::validate_payload_bytes` on our payload bytes with an
+//!   in-memory ServiceAccount lookup (what the guest computes, natively);
 //! - `floor`: `serde_json::from_slice::<Value>` of the same payload bytes, then `to_vec`.
 //!
-//! Every request is also timed on its own (criterion's warm-up excluded), and after the run one
-//! table is printed and written to `target/bench-table.md`: median and p95 per request, the ratios
-//! wasm/native and native/floor, the growth per container and the size of the release module.
-//! `make bench` runs this with a native release profile; see BENCHMARKS.md.
+//! Every request is also timed on its own (criterion's warm-up excluded), and after the run two
+//! tables are printed and written to `target/bench-table.md`: ours against the peer (median, p95,
+//! ratio and target), then ours against native and the floor, with the growth per container and
+//! the module sizes. `make bench` runs this with a native release profile on the shipped
+//! `policy.wasm`; see BENCHMARKS.md.
+
+mod scenarios;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -24,35 +31,51 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use criterion::{Criterion, SamplingMode};
-use e2e_tests::{admission_request, HostCapabilities, Policy, Session};
+use e2e_tests::{HostCapabilities, Policy, Session};
+use scenarios::{human, ratio, Expect, Peer, Scenario, Table, INSTANCE_ONLY, SERIES};
 use serde_json::{json, Value};
 use workload_identity_policy::host::{Lookup, ServiceAccountRef};
 
 /// Criterion's warm-up per benchmark; requests timed during it are left out of the table.
 const WARM_UP: Duration = Duration::from_millis(300);
-/// Criterion's measurement time per benchmark (30 benchmarks: about a minute in all).
+/// Criterion's measurement time per benchmark (about 60 benchmarks: two minutes in all).
 const MEASUREMENT: Duration = Duration::from_millis(1500);
-/// The size the release module must stay below.
-const SIZE_TARGET_KIB: f64 = 512.0;
-/// The container counts of the growth series.
-const SERIES: [usize; 4] = [1, 10, 100, 1000];
-
-/// The row whose wasm time is the fixed cost of an evaluation.
-const INSTANCE_ONLY: &str = "instance only (ConfigMap DELETE)";
-
-const AWS_ROLE: &str = "arn:aws:iam::111122223333:role/payments-ledger";
+/// The size the release module must stay below (also `tests/size.rs`).
+const SIZE_TARGET_KIB: f64 = 768.0;
 
 fn main() -> Result<()> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm_path = e2e_tests::policy_wasm(&workspace)?;
     let wasm = std::fs::read(&wasm_path)
         .with_context(|| format!("cannot read {}", wasm_path.display()))?;
-    let policy = Policy::from_bytes(&wasm)?;
-    let scenarios = scenarios(&workspace.join("fixtures"))?;
+    let ours = Policy::from_bytes(&wasm)?;
+    let peer = match Peer::find(&workspace)? {
+        Ok(peer) => {
+            let bytes = std::fs::read(&peer.wasm)
+                .with_context(|| format!("cannot read {}", peer.wasm.display()))?;
+            let policy = Policy::from_bytes(&bytes)?;
+            Some((peer, policy, bytes.len()))
+        }
+        Err(notice) => {
+            eprintln!("NOTICE: {notice}");
+            println!("NOTICE: {notice}");
+            None
+        }
+    };
+    let modules = Modules {
+        ours: &ours,
+        ours_bytes: &wasm,
+        peer: peer.as_ref().map(|(p, policy, _)| (p, policy)),
+    };
+    let scenarios = scenarios::scenarios(&workspace, peer.as_ref().map(|(p, _, _)| p))?;
     let prepared = scenarios
         .into_iter()
-        .map(|s| Prepared::new(s, &policy))
+        .map(|s| Prepared::new(s, &modules))
         .collect::<Result<Vec<_>>>()?;
+
+    if let Some(spec) = std::env::var("BENCH_LOOP").ok().filter(|s| !s.is_empty()) {
+        return bench_loop(&spec, &prepared, &modules);
+    }
 
     let samples = Samples::default();
     let mut criterion = Criterion::default()
@@ -63,28 +86,41 @@ fn main() -> Result<()> {
         .without_plots()
         .configure_from_args();
     for case in &prepared {
-        let mut group = criterion.benchmark_group(case.name.as_str());
+        let name = case.scenario.name.as_str();
+        let mut group = criterion.benchmark_group(name);
         // One iteration of the 1,000-container pod takes milliseconds: flat sampling keeps every
         // benchmark within its measurement time.
         group.sampling_mode(SamplingMode::Flat);
-        group.bench_function("wasm", |b| {
-            b.iter_custom(|iters| {
-                samples.time(&case.name, Measure::Wasm, iters, || case.wasm(&policy))
-            })
-        });
-        group.bench_function("native", |b| {
-            b.iter_custom(|iters| {
-                samples.time(&case.name, Measure::Native, iters, || case.native())
-            })
-        });
-        group.bench_function("floor", |b| {
-            b.iter_custom(|iters| samples.time(&case.name, Measure::Floor, iters, || case.floor()))
-        });
+        if case.scenario.ours {
+            group.bench_function("ours", |b| {
+                b.iter_custom(|iters| samples.time(name, Measure::Ours, iters, || case.ours(&ours)))
+            });
+        }
+        if let (Some(peer), Some((_, policy))) = (&case.peer, modules.peer) {
+            group.bench_function("peer", |b| {
+                b.iter_custom(|iters| {
+                    samples.time(name, Measure::Peer, iters, || peer.evaluate(policy))
+                })
+            });
+        }
+        if case.scenario.ours {
+            group.bench_function("native", |b| {
+                b.iter_custom(|iters| samples.time(name, Measure::Native, iters, || case.native()))
+            });
+            group.bench_function("floor", |b| {
+                b.iter_custom(|iters| samples.time(name, Measure::Floor, iters, || case.floor()))
+            });
+        }
         group.finish();
     }
     criterion.final_summary();
 
-    let table = table(&prepared, &samples, wasm.len());
+    let sizes = Sizes {
+        ours: wasm.len(),
+        ours_path: wasm_path.display().to_string(),
+        peer: peer.as_ref().map(|(_, _, len)| *len),
+    };
+    let table = tables(&prepared, &samples, &sizes);
     if table.is_empty() {
         return Ok(()); // `--list`, `--test` or a filter that matched nothing
     }
@@ -94,184 +130,104 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// One request to evaluate: the AdmissionRequest, the settings, and the ServiceAccount the lookup
-/// finds (`None`: the lookup fails, as when none exists).
-struct Scenario {
-    name: String,
-    request: Value,
-    settings: Value,
-    service_account: Option<Value>,
-    /// What the scenario is about, checked once before timing.
-    expect: Expect,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// Accepted unchanged.
-    NoPatch,
-    /// Accepted with a patch.
-    Patch,
-    /// The Flyte pod: patched once the Flyte secrets feature exists, unchanged before.
-    Flyte,
-}
-
-fn scenarios(fixtures: &Path) -> Result<Vec<Scenario>> {
-    let read = |case: &str, file: &str| -> Result<Value> {
-        let path = fixtures.join(case).join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+/// `BENCH_LOOP=<scenario>:<measure>:<n>`: runs one measure `n` times and nothing else, for a
+/// profiler (`valgrind --tool=callgrind` counts instructions without the noise of a shared
+/// machine: run it with two values of `n` and divide the difference). Measures: `ours`, `peer`,
+/// `native`, `floor`, and `ours-warm` / `peer-warm`: the guest's `validate` on ONE instance
+/// reused for every call (kwctl bench's cost model, without its host's own work).
+fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()> {
+    let mut parts = spec.rsplitn(3, ':');
+    let (Some(n), Some(measure), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        anyhow::bail!("BENCH_LOOP={spec}: expected <scenario>:<measure>:<iterations>");
     };
-    // A Deployment-created pod with one container, no serviceAccountName (ServiceAccount
-    // `default` in `payments`).
-    let pod = admission_request(read("aws-basic-default-sa", "request.json")?)?;
-    let sa = |annotations: Value| {
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
-            "name": "default", "namespace": "payments",
-            "uid": "2a9a25d5-8afb-5347-8f69-aa27a90bc33e", "resourceVersion": "628411",
-            "annotations": annotations}})
-    };
-    let aws_sa = sa(json!({"eks.amazonaws.com/role-arn": AWS_ROLE}));
-
-    let mut every = pod.clone();
-    every["object"]["metadata"]["labels"]["azure.workload.identity/use"] = json!("true");
-    let every_sa = sa(json!({
-        // fixtures/aws-basic-default-sa
-        "eks.amazonaws.com/role-arn": AWS_ROLE,
-        // fixtures/both-providers
-        "workload-identity.stackit.cloud/service-account-email": "reports-7h2m9p@sa.stackit.cloud",
-        "workload-identity.stackit.cloud/idp-token-endpoint": "https://accounts.stackit.cloud/oauth/v2/token",
-        // fixtures/azure-basic-label-client-tenant
-        "azure.workload.identity/client-id": "6f3c1b2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c",
-        "azure.workload.identity/tenant-id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
-        // fixtures/gcp-basic-provider-and-email
-        "cloud.google.com/workload-identity-provider": "projects/418720553091/locations/global/workloadIdentityPools/onprem-k8s/providers/cluster-eu1",
-        "cloud.google.com/service-account-email": "billing-exporter@acme-finance-prod.iam.gserviceaccount.com",
-        // fixtures/custom-vault-jwt
-        "vault.example.com/role": "payments-reader",
-    }));
-
-    let mut flyte = pod.clone();
-    flyte["object"]["metadata"]["labels"]["inject-flyte-secrets"] = json!("true");
-    let secrets = [
-        r#"group: "db" key: "password" mount_requirement: ENV_VAR"#,
-        r#"group: "db" key: "username" mount_requirement: ENV_VAR env_var: "DB_USER""#,
-        r#"group: "api" key: "token" mount_requirement: FILE"#,
-        r#"group: "api" key: "ca.crt" mount_requirement: FILE"#,
-        "group: \"aws\"\nkey: \"credentials\"\nmount_requirement: ANY\n",
-    ];
-    for (i, secret) in secrets.iter().enumerate() {
-        flyte["object"]["metadata"]["annotations"][format!("flyte.secrets/s{i}")] =
-            json!(flyte_base32(secret.as_bytes()));
+    let n: usize = n.parse().context("BENCH_LOOP iterations")?;
+    let case = prepared
+        .iter()
+        .find(|c| c.scenario.name == name)
+        .with_context(|| format!("BENCH_LOOP: no scenario {name:?}"))?;
+    if let Some(who) = measure.strip_suffix("-warm") {
+        let (wasm, payload) = match who {
+            "ours" => (modules.ours_bytes, case.payload.clone()),
+            "peer" => {
+                let (Some(peer), Some((p, _))) = (&case.peer, modules.peer) else {
+                    anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
+                };
+                let bytes = std::fs::read(&p.wasm)?;
+                let payload = serde_json::to_vec(
+                    &json!({"request": peer.request, "settings": peer.settings}),
+                )?;
+                return warm_loop(&bytes, &payload, None, n);
+            }
+            other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}-warm"),
+        };
+        return warm_loop(wasm, &payload, case.scenario.service_account.clone(), n);
     }
-
-    let mut list = vec![
-        // Nothing to do (not a Pod): the fixed cost of an evaluation, mostly the fresh instance.
-        Scenario {
-            name: INSTANCE_ONLY.into(),
-            request: json!({
-                "uid": "0d6e1b52-0d0c-4a4e-9a51-1f2b3c4d5e6f",
-                "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
-                "resource": {"group": "", "version": "v1", "resource": "configmaps"},
-                "name": "settings", "namespace": "payments", "operation": "DELETE",
-                "userInfo": {"username": "jane.doe"}, "object": null, "oldObject": null,
-            }),
-            settings: json!({}),
-            service_account: None,
-            expect: Expect::NoPatch,
-        },
-        Scenario {
-            name: "no identity".into(),
-            request: pod.clone(),
-            settings: json!({}),
-            service_account: Some(sa(json!({}))),
-            expect: Expect::NoPatch,
-        },
-        Scenario {
-            name: "AWS pod".into(),
-            request: pod.clone(),
-            settings: json!({}),
-            service_account: Some(aws_sa.clone()),
-            expect: Expect::Patch,
-        },
-        Scenario {
-            name: "every provider".into(),
-            request: every,
-            settings: read("custom-vault-jwt", "settings.json")?,
-            service_account: Some(every_sa),
-            expect: Expect::Patch,
-        },
-        Scenario {
-            name: "caller Deployment".into(),
-            request: admission_request(read("caller-deployment-create-stamped", "request.json")?)?,
-            settings: read("caller-deployment-create-stamped", "settings.json")?,
-            service_account: None,
-            expect: Expect::Patch,
-        },
-        Scenario {
-            name: "Flyte 5 secrets".into(),
-            request: flyte,
-            settings: json!({}),
-            service_account: Some(sa(json!({}))),
-            expect: Expect::Flyte,
-        },
-    ];
-    for n in SERIES {
-        let mut wide = pod.clone();
-        let spec = &mut wide["object"]["spec"];
-        spec["containers"] = (0..n).map(container).collect();
-        spec["volumes"] = json!([{"name": "config", "configMap": {"name": "app-config"}}]);
-        list.push(Scenario {
-            name: series_name(n),
-            request: wide,
-            settings: json!({}),
-            service_account: Some(aws_sa.clone()),
-            expect: Expect::Patch,
-        });
-    }
-    Ok(list)
-}
-
-fn series_name(containers: usize) -> String {
-    format!(
-        "AWS {containers} container{}",
-        if containers == 1 { "" } else { "s" }
-    )
-}
-
-/// A typical application container: two env vars, one mount, resources.
-fn container(i: usize) -> Value {
-    json!({
-        "name": format!("app-{i}"),
-        "image": "ghcr.io/example/ledger:2.4.1",
-        "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "PORT", "value": "8080"}],
-        "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
-        "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/app", "readOnly": true}],
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "File",
-        "imagePullPolicy": "IfNotPresent",
-    })
-}
-
-/// Flyte's encoding of a secret request: base32, alphabet `a-z1-6`, no padding.
-fn flyte_base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz123456";
-    let mut out = String::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &byte in bytes {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        match measure {
+            "ours" => drop(black_box(case.ours(modules.ours)?)),
+            "peer" => {
+                let (Some(peer), Some((_, policy))) = (&case.peer, modules.peer) else {
+                    anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
+                };
+                drop(black_box(peer.evaluate(policy)?));
+            }
+            "native" => drop(black_box(case.native())),
+            "floor" => drop(black_box(case.floor())),
+            other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}"),
         }
-        buffer &= (1 << bits) - 1;
+        times.push(start.elapsed());
     }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    report_loop(times);
+    Ok(())
+}
+
+/// `n` calls of `validate` on one instance, the lookup answered with `account`.
+fn warm_loop(wasm: &[u8], payload: &[u8], account: Option<Value>, n: usize) -> Result<()> {
+    use wapc::{HostCallback, WapcHost, WasiParams};
+    let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new()
+        .module_bytes(wasm)
+        .wasi_params(WasiParams::default())
+        .build()?;
+    let answer = account.map(|a| serde_json::to_vec(&a)).transpose()?;
+    let callback: Box<HostCallback> = Box::new(move |_, binding, namespace, operation, _| {
+        match (binding, namespace, operation, &answer) {
+            ("kubewarden", "kubernetes", "get_resource", Some(answer)) => Ok(answer.clone()),
+            ("kubewarden", "tracing", _, _) => Ok(Vec::new()),
+            _ => Err(format!("{binding}/{namespace}/{operation} is not answered").into()),
+        }
+    });
+    let host = WapcHost::new(Box::new(engine), Some(callback))?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        black_box(host.call("validate", payload)?);
+        times.push(start.elapsed());
     }
-    out
+    report_loop(times);
+    Ok(())
+}
+
+/// Prints the minimum and the median of a loop's per-call times (the minimum is the least
+/// disturbed by other load on the machine).
+fn report_loop(mut times: Vec<Duration>) {
+    if times.is_empty() {
+        return;
+    }
+    times.sort_unstable();
+    println!(
+        "min {} median {} ({} calls)",
+        human(times[0].as_nanos() as f64),
+        human(times[times.len() / 2].as_nanos() as f64),
+        times.len()
+    );
+}
+
+struct Modules<'a> {
+    ours: &'a Policy,
+    ours_bytes: &'a [u8],
+    peer: Option<(&'a Peer, &'a Policy)>,
 }
 
 /// The in-memory lookup of the native run.
@@ -285,68 +241,115 @@ impl Lookup for MemoryLookup {
     }
 }
 
-/// A scenario with everything precomputed that policy-server would hold before the request.
-struct Prepared {
-    name: String,
+/// The peer's evaluation of a scenario's request, with its own settings.
+struct PeerCase {
     request: Value,
     settings: Value,
+}
+
+impl PeerCase {
+    fn evaluate(&self, policy: &Policy) -> Result<e2e_tests::Evaluation> {
+        policy.validate(&self.request, &self.settings, &HostCapabilities::default())
+    }
+}
+
+/// A scenario with everything precomputed that policy-server would hold before the request.
+struct Prepared {
+    scenario: Scenario,
     capabilities: HostCapabilities,
     lookup: MemoryLookup,
-    /// `{"request", "settings"}`: what the guest's `validate` receives.
+    /// `{"request", "settings"}`: what our guest's `validate` receives.
     payload: Vec<u8>,
+    peer: Option<PeerCase>,
 }
 
 impl Prepared {
-    /// Checks once, untimed, that wasm and native agree and that the scenario does what it says.
-    fn new(scenario: Scenario, policy: &Policy) -> Result<Self> {
-        let Scenario {
-            mut name,
-            request,
-            settings,
-            service_account,
-            expect,
-        } = scenario;
-        let session = match &service_account {
-            Some(sa) => Session::from_yaml(&session_yaml(&request, sa)?)?,
+    /// Checks once, untimed, that ours in wasm and natively agree and that each module does what
+    /// the scenario says.
+    fn new(scenario: Scenario, modules: &Modules) -> Result<Self> {
+        let name = scenario.name.clone();
+        let session = match &scenario.service_account {
+            Some(sa) => Session::from_yaml(&scenarios::session_yaml(&scenario.request, sa, 1)?)?,
             None => Session::default(),
         };
-        let payload = serde_json::to_vec(&json!({"request": request, "settings": settings}))?;
-        let prepared = Self {
-            name: String::new(),
-            capabilities: HostCapabilities::replay(session),
-            lookup: MemoryLookup(service_account),
-            payload,
-            request,
-            settings,
+        let payload = serde_json::to_vec(
+            &json!({"request": scenario.request, "settings": scenario.settings}),
+        )?;
+        let peer = match (scenario.peer, modules.peer) {
+            (Some(expect), Some((peer, policy))) => {
+                let case = PeerCase {
+                    request: scenario.request.clone(),
+                    settings: peer.settings.clone(),
+                };
+                ensure!(
+                    policy.validate_settings(&case.settings)?.valid,
+                    "{name}: the peer refuses its settings"
+                );
+                let evaluation = case.evaluate(policy)?;
+                ensure!(
+                    evaluation.response.allowed != (expect == Expect::Denied),
+                    "{name}: the peer answered {}",
+                    evaluation.validation
+                );
+                check_patch(
+                    &name,
+                    "the peer",
+                    expect,
+                    evaluation.response.patch.is_some(),
+                )?;
+                Some(case)
+            }
+            _ => None,
         };
-        ensure!(
-            policy.validate_settings(&prepared.settings)?.valid,
-            "{name}: settings refused"
-        );
-        let evaluation = prepared.wasm(policy)?;
-        let native =
-            workload_identity_policy::validate_payload(&prepared.payload, &prepared.lookup);
-        ensure!(
-            evaluation.validation == native,
-            "{name}: wasm and native disagree:\n{}\n{native}",
-            evaluation.validation
-        );
-        ensure!(evaluation.response.allowed, "{name}: denied: {native}");
-        if let Some(warnings) = &evaluation.response.warnings {
-            eprintln!("{name}: warnings {warnings:?}");
+        let prepared = Self {
+            capabilities: HostCapabilities::replay(session),
+            lookup: MemoryLookup(scenario.service_account.clone()),
+            payload,
+            peer,
+            scenario,
+        };
+        if prepared.scenario.ours {
+            ensure!(
+                modules
+                    .ours
+                    .validate_settings(&prepared.scenario.settings)?
+                    .valid,
+                "{name}: settings refused"
+            );
+            let evaluation = prepared.ours(modules.ours)?;
+            let native =
+                workload_identity_policy::validate_payload(&prepared.payload, &prepared.lookup);
+            ensure!(
+                evaluation.validation == native,
+                "{name}: wasm and native disagree:\n{}\n{native}",
+                evaluation.validation
+            );
+            ensure!(evaluation.response.allowed, "{name}: denied: {native}");
+            if let Some(warnings) = &evaluation.response.warnings {
+                eprintln!("{name}: warnings {warnings:?}");
+            }
+            let lookups = usize::from(prepared.scenario.service_account.is_some());
+            ensure!(
+                evaluation.host_calls == lookups,
+                "{name}: {} lookups, expected {lookups}",
+                evaluation.host_calls
+            );
+            check_patch(
+                &name,
+                "ours",
+                prepared.scenario.expect,
+                evaluation.response.patch.is_some(),
+            )?;
         }
-        let patched = evaluation.response.patch.is_some();
-        match expect {
-            Expect::NoPatch => ensure!(!patched, "{name}: unexpected patch"),
-            Expect::Patch => ensure!(patched, "{name}: no patch"),
-            Expect::Flyte if !patched => name.push_str(" (no-op: no Flyte support yet)"),
-            Expect::Flyte => {}
-        }
-        Ok(Self { name, ..prepared })
+        Ok(prepared)
     }
 
-    fn wasm(&self, policy: &Policy) -> Result<e2e_tests::Evaluation> {
-        policy.validate(&self.request, &self.settings, &self.capabilities)
+    fn ours(&self, policy: &Policy) -> Result<e2e_tests::Evaluation> {
+        policy.validate(
+            &self.scenario.request,
+            &self.scenario.settings,
+            &self.capabilities,
+        )
     }
 
     /// What the guest hands back: the response bytes.
@@ -360,23 +363,18 @@ impl Prepared {
     }
 }
 
-/// A kwctl replay session answering the pod's ServiceAccount lookup.
-fn session_yaml(request: &Value, sa: &Value) -> Result<String> {
-    let name = sa["metadata"]["name"].as_str().context("SA without name")?;
-    let namespace = request["namespace"]
-        .as_str()
-        .context("request without namespace")?;
-    let payload = serde_json::to_string(sa)?.replace('\'', "''");
-    Ok(format!(
-        "- type: Exchange\n  request: |\n    !KubernetesGetResource\n    api_version: v1\n    \
-         kind: ServiceAccount\n    name: {name}\n    namespace: {namespace}\n    \
-         disable_cache: false\n  response:\n    type: Success\n    payload: '{payload}'\n"
-    ))
+fn check_patch(name: &str, who: &str, expect: Expect, patched: bool) -> Result<()> {
+    match expect {
+        Expect::NoPatch | Expect::Denied => ensure!(!patched, "{name}: {who}: unexpected patch"),
+        Expect::Patch => ensure!(patched, "{name}: {who}: no patch"),
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Measure {
-    Wasm,
+    Ours,
+    Peer,
     Native,
     Floor,
 }
@@ -437,40 +435,138 @@ impl Samples {
     }
 }
 
-fn table(prepared: &[Prepared], samples: &Samples, wasm_bytes: usize) -> String {
+struct Sizes {
+    ours: usize,
+    ours_path: String,
+    peer: Option<usize>,
+}
+
+fn kib(bytes: usize) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
+    let stats = |name: &str, m: Measure| samples.stats(name, m);
+    if !prepared.iter().any(|c| {
+        [Measure::Ours, Measure::Peer]
+            .iter()
+            .any(|&m| stats(&c.scenario.name, m).is_some())
+    }) {
+        return String::new();
+    }
+    let time = |s: Option<(f64, f64)>, p95: bool| {
+        s.map_or("-".into(), |(m, p)| human(if p95 { p } else { m }))
+    };
+    let median = |s: Option<(f64, f64)>| s.map(|(m, _)| m);
     let mut out = String::new();
-    let mut medians: BTreeMap<(&str, Measure), f64> = BTreeMap::new();
-    let mut rows = 0;
+
+    // 1. Side by side with the peer.
+    let _ = writeln!(
+        out,
+        "Fresh instance per request (policy-server's cost model), ours against the peer on the same request:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for case in prepared {
+        let s = &case.scenario;
+        if s.table != Table::Peer && !s.is_series() {
+            continue;
+        }
+        let ours = stats(&s.name, Measure::Ours);
+        let peer = stats(&s.name, Measure::Peer);
+        if ours.is_none() && peer.is_none() {
+            continue;
+        }
+        let target = s.target.map_or(String::new(), |t| format!(" (≤ {t})"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {}{target} |",
+            s.name,
+            s.request_bytes(),
+            time(ours, false),
+            time(ours, true),
+            time(peer, false),
+            time(peer, true),
+            ratio(median(ours), median(peer), s.target),
+        );
+    }
+    let _ = writeln!(out);
+    let series: Vec<String> = SERIES.iter().map(|&n| scenarios::series_name(n)).collect();
+    let growth = |m: Measure| -> Option<(f64, f64)> {
+        let t: Vec<f64> = series
+            .iter()
+            .map(|n| median(stats(n, m)))
+            .collect::<Option<_>>()?;
+        let n: Vec<f64> = SERIES.iter().map(|&n| n as f64).collect();
+        let per_container = (t[3] - t[0]) / (n[3] - n[0]);
+        let low = (t[2] - t[1]) / (n[2] - n[1]);
+        let high = (t[3] - t[2]) / (n[3] - n[2]);
+        Some((per_container, high / low))
+    };
+    let mut linearity = BTreeMap::new();
+    for (label, m) in [
+        ("ours", Measure::Ours),
+        ("peer", Measure::Peer),
+        ("native", Measure::Native),
+        ("floor", Measure::Floor),
+    ] {
+        if let Some(g) = growth(m) {
+            linearity.insert(label, g);
+        }
+    }
+    if let (Some(o), Some(p)) = (linearity.get("ours"), linearity.get("peer")) {
+        let _ = writeln!(
+            out,
+            "Growth per extra container (AWS pod, 1 → 1,000 containers): ours {}, peer {} (ratio {:.2}x). \
+             Linearity, per-container cost 100→1,000 ÷ 10→100 (1 = linear, ~10 = quadratic): ours {:.2}, peer {:.2}.",
+            human(o.0),
+            human(p.0),
+            o.0 / p.0,
+            o.1,
+            p.1
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Modules: ours {} ({} bytes, {}; target ≤ {SIZE_TARGET_KIB:.0} KiB → {}), peer {}.",
+        kib(sizes.ours),
+        sizes.ours,
+        sizes.ours_path,
+        if sizes.ours as f64 / 1024.0 <= SIZE_TARGET_KIB {
+            "met"
+        } else {
+            "ABOVE"
+        },
+        sizes
+            .peer
+            .map_or("not measured".into(), |b| format!("{} ({b} bytes)", kib(b))),
+    );
+
+    // 2. Ours against native and the floor (issue #6's targets).
+    let _ = writeln!(
+        out,
+        "\nOurs in wasm against the same core natively and the native JSON floor:\n"
+    );
     let _ = writeln!(
         out,
         "| scenario | wasm median | wasm p95 | native median | floor median | wasm/native | native/floor |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
-    for case in prepared {
-        let wasm = samples.stats(&case.name, Measure::Wasm);
-        let native = samples.stats(&case.name, Measure::Native);
-        let floor = samples.stats(&case.name, Measure::Floor);
+    let plain = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x", a / b),
+        _ => "-".into(),
+    };
+    for case in prepared.iter().filter(|c| c.scenario.ours) {
+        let name = case.scenario.name.as_str();
+        let wasm = stats(name, Measure::Ours);
+        let native = stats(name, Measure::Native);
+        let floor = stats(name, Measure::Floor);
         if wasm.is_none() && native.is_none() && floor.is_none() {
             continue;
         }
-        rows += 1;
-        let name = case.name.as_str();
-        for (measure, stats) in [
-            (Measure::Wasm, wasm),
-            (Measure::Native, native),
-            (Measure::Floor, floor),
-        ] {
-            if let Some((median, _)) = stats {
-                medians.insert((name, measure), median);
-            }
-        }
-        let time = |s: Option<(f64, f64)>, p95: bool| {
-            s.map_or("-".into(), |(m, p)| human(if p95 { p } else { m }))
-        };
-        let ratio = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
-            (Some((a, _)), Some((b, _))) if b > 0.0 => format!("{:.1}x", a / b),
-            _ => "-".into(),
-        };
         let _ = writeln!(
             out,
             "| {name} | {} | {} | {} | {} | {} | {} |",
@@ -478,56 +574,17 @@ fn table(prepared: &[Prepared], samples: &Samples, wasm_bytes: usize) -> String 
             time(wasm, true),
             time(native, false),
             time(floor, false),
-            ratio(wasm, native),
-            ratio(native, floor),
+            plain(median(wasm), median(native)),
+            plain(median(native), median(floor)),
         );
     }
-    if rows == 0 {
-        return String::new();
-    }
-
     let _ = writeln!(out);
-    let names: Vec<String> = SERIES.iter().map(|&n| series_name(n)).collect();
-    let growth = |measure: Measure| -> Option<(f64, f64)> {
-        let t: Vec<f64> = names
+    if !linearity.is_empty() {
+        let floor = linearity.get("floor").map_or(1.0, |g| g.1.max(1.0));
+        let worst = linearity
             .iter()
-            .map(|n| medians.get(&(n.as_str(), measure)).copied())
-            .collect::<Option<_>>()?;
-        let (n1, n10, n100, n1000) = (
-            SERIES[0] as f64,
-            SERIES[1] as f64,
-            SERIES[2] as f64,
-            SERIES[3] as f64,
-        );
-        let per_container = (t[3] - t[0]) / (n1000 - n1);
-        let low = (t[2] - t[1]) / (n100 - n10);
-        let high = (t[3] - t[2]) / (n1000 - n100);
-        Some((per_container, high / low))
-    };
-    let mut linearities = Vec::new();
-    let mut line = String::from("Growth per extra container (AWS pod, 1 → 1,000 containers):");
-    for (label, measure) in [
-        ("wasm", Measure::Wasm),
-        ("native", Measure::Native),
-        ("floor", Measure::Floor),
-    ] {
-        if let Some((per, linearity)) = growth(measure) {
-            let _ = write!(line, " {label} {},", human(per));
-            linearities.push((label, linearity));
-        }
-    }
-    if !linearities.is_empty() {
-        let _ = writeln!(out, "{}.", line.trim_end_matches(','));
-        // The floor itself grows faster than linearly on large pods (allocator
-        // and cache effects of a 0.5 MB document): judge the policy against it.
-        let floor = linearities
-            .iter()
-            .find(|(label, _)| *label == "floor")
-            .map_or(1.0, |(_, l)| l.max(1.0));
-        let worst = linearities
-            .iter()
-            .filter(|(label, _)| *label != "floor")
-            .map(|(_, l)| l / floor)
+            .filter(|(label, _)| **label == "ours" || **label == "native")
+            .map(|(_, g)| g.1 / floor)
             .fold(0.0_f64, f64::max);
         let verdict = if worst <= 1.5 {
             "linear relative to the floor"
@@ -536,19 +593,21 @@ fn table(prepared: &[Prepared], samples: &Samples, wasm_bytes: usize) -> String 
         } else {
             "SUPER-LINEAR relative to the floor: look for a quadratic scan"
         };
-        let shown: Vec<String> = linearities
+        let shown: Vec<String> = linearity
             .iter()
-            .map(|(label, l)| format!("{label} {l:.2}"))
+            .map(|(label, (per, l))| {
+                format!("{label} {} per container, linearity {l:.2}", human(*per))
+            })
             .collect();
         let _ = writeln!(
             out,
-            "Linearity, per-container cost 100→1,000 ÷ 10→100 (1 = linear, ~10 = quadratic): {}; worst policy ÷ floor {worst:.2} → {verdict}.",
-            shown.join(", "),
+            "Growth (1 → 1,000 containers): {}; worst policy ÷ floor {worst:.2} → {verdict}.",
+            shown.join("; "),
         );
     }
-    let aws = |m| medians.get(&("AWS pod", m)).copied();
+    let aws = |m| median(stats("aws-basic-default-sa", m));
     if let (Some(wasm), Some(native), Some(floor)) = (
-        aws(Measure::Wasm),
+        aws(Measure::Ours),
         aws(Measure::Native),
         aws(Measure::Floor),
     ) {
@@ -558,13 +617,13 @@ fn table(prepared: &[Prepared], samples: &Samples, wasm_bytes: usize) -> String 
             native / floor,
             wasm / floor
         );
-        match medians.get(&(INSTANCE_ONLY, Measure::Wasm)) {
+        match median(stats(INSTANCE_ONLY, Measure::Ours)) {
             Some(fixed) => {
                 let _ = writeln!(
                     out,
                     " ({:.1}x without the {} of an evaluation that does nothing).",
                     (wasm - fixed) / floor,
-                    human(*fixed)
+                    human(fixed)
                 );
             }
             None => {
@@ -572,24 +631,5 @@ fn table(prepared: &[Prepared], samples: &Samples, wasm_bytes: usize) -> String 
             }
         }
     }
-    let kib = wasm_bytes as f64 / 1024.0;
-    let _ = writeln!(
-        out,
-        "Release policy.wasm: {kib:.1} KiB ({wasm_bytes} bytes) against the {SIZE_TARGET_KIB:.0} KiB target → {}.",
-        if kib < SIZE_TARGET_KIB { "below" } else { "ABOVE" }
-    );
     out
-}
-
-/// 1.23 µs, 45.6 µs, 1.23 ms.
-fn human(nanos: f64) -> String {
-    if nanos < 1_000.0 {
-        format!("{nanos:.0} ns")
-    } else if nanos < 10_000.0 {
-        format!("{:.2} µs", nanos / 1e3)
-    } else if nanos < 1_000_000.0 {
-        format!("{:.1} µs", nanos / 1e3)
-    } else {
-        format!("{:.2} ms", nanos / 1e6)
-    }
 }
