@@ -363,46 +363,39 @@ struct Strings(Vec<String>);
 
 impl<'de> Deserialize<'de> for Strings {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Strings, D::Error> {
-        struct StringsVisitor;
-        impl<'de> Visitor<'de> for StringsVisitor {
-            type Value = Strings;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
-                let mut out = Vec::new();
-                while let Some(MaybeText(item)) = seq.next_element()? {
-                    out.extend(item);
-                }
-                Ok(Strings(out))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Strings, A::Error> {
-                Lenient(|_: Scalar| Strings(Vec::new())).visit_map(map)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Strings, E> {
-                Ok(Strings(Vec::new()))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Strings, E> {
-                Ok(Strings(Vec::new()))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Strings, E> {
-                Ok(Strings(Vec::new()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Strings, E> {
-                Ok(Strings(Vec::new()))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Strings, E> {
-                Ok(Strings(Vec::new()))
-            }
-            fn visit_unit<E>(self) -> Result<Strings, E> {
-                Ok(Strings(Vec::new()))
-            }
-        }
-        deserializer.deserialize_any(StringsVisitor)
+        ShapeVisitor(Strings(Vec::new())).deserialize(deserializer)
     }
 }
 
-/// Reads the entries of one JSON object; [`ObjectVisitor`] checks and
+impl<'de> Shape<'de> for Strings {
+    type Out = Strings;
+    fn other() -> Strings {
+        Strings(Vec::new())
+    }
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
+        let mut out = self.0;
+        while let Some(MaybeText(item)) = seq.next_element()? {
+            out.extend(item);
+        }
+        Ok(Strings(out))
+    }
+}
+
+/// Reads a value of one shape (a list or an object); [`ShapeVisitor`] checks
+/// and skips a value of any other shape and answers [`Shape::other`].
+trait Shape<'de>: Sized {
+    type Out;
+    /// The answer for a value of another shape.
+    fn other() -> Self::Out;
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Out, A::Error> {
+        Lenient(|_: Scalar| Self::other()).visit_seq(seq)
+    }
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error> {
+        Lenient(|_: Scalar| Self::other()).visit_map(map)
+    }
+}
+
+/// Reads the entries of one JSON object; [`ShapeVisitor`] checks and
 /// skips any other value and answers [`ReadObject::not_object`].
 trait ReadObject<'de> {
     type Out;
@@ -413,52 +406,63 @@ trait ReadObject<'de> {
     fn not_object() -> Self::Out;
 }
 
-struct ObjectVisitor<R>(R);
+/// An object read entry by entry: the [`Shape`] of every [`ReadObject`].
+impl<'de, R: ReadObject<'de>> Shape<'de> for R {
+    type Out = R::Out;
+    fn other() -> R::Out {
+        R::not_object()
+    }
+    fn map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<R::Out, A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            self.entry(key, &mut map)?;
+        }
+        Ok(self.finish())
+    }
+}
 
-impl<'de, R: ReadObject<'de>> DeserializeSeed<'de> for ObjectVisitor<R> {
+struct ShapeVisitor<R>(R);
+
+impl<'de, R: Shape<'de>> DeserializeSeed<'de> for ShapeVisitor<R> {
     type Value = R::Out;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<R::Out, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de, R: ReadObject<'de>> Visitor<'de> for ObjectVisitor<R> {
+impl<'de, R: Shape<'de>> Visitor<'de> for ShapeVisitor<R> {
     type Value = R::Out;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<R::Out, A::Error> {
-        while let Some(key) = map.next_key::<Key>()? {
-            self.0.entry(key, &mut map)?;
-        }
-        Ok(self.0.finish())
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<R::Out, A::Error> {
+        self.0.map(map)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<R::Out, A::Error> {
-        Lenient(|_: Scalar| R::not_object()).visit_seq(seq)
+        self.0.seq(seq)
     }
     fn visit_bool<E>(self, _: bool) -> Result<R::Out, E> {
-        Ok(R::not_object())
+        Ok(R::other())
     }
     fn visit_i64<E>(self, _: i64) -> Result<R::Out, E> {
-        Ok(R::not_object())
+        Ok(R::other())
     }
     fn visit_u64<E>(self, _: u64) -> Result<R::Out, E> {
-        Ok(R::not_object())
+        Ok(R::other())
     }
     fn visit_f64<E>(self, _: f64) -> Result<R::Out, E> {
-        Ok(R::not_object())
+        Ok(R::other())
     }
     fn visit_str<E>(self, _: &str) -> Result<R::Out, E> {
-        Ok(R::not_object())
+        Ok(R::other())
     }
     fn visit_unit<E>(self) -> Result<R::Out, E> {
-        Ok(R::not_object())
+        Ok(R::other())
     }
 }
 
 impl<'de> Deserialize<'de> for Envelope {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Envelope, D::Error> {
-        ObjectVisitor(Envelope {
+        ShapeVisitor(Envelope {
             request: None,
             settings: None,
         })
@@ -470,9 +474,7 @@ impl<'de> ReadObject<'de> for Envelope {
     type Out = Envelope;
     fn entry<A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<(), A::Error> {
         match key {
-            Key::Request => {
-                self.request = map.next_value_seed(ObjectVisitor(Request::default()))?
-            }
+            Key::Request => self.request = map.next_value_seed(ShapeVisitor(Request::default()))?,
             Key::Settings => self.settings = map.next_value::<SettingsField>()?.0,
             _ => {
                 map.next_value::<Skip>()?;
@@ -498,7 +500,7 @@ impl<'de> ReadObject<'de> for Request {
         match key {
             Key::Uid => self.uid = text(map)?,
             Key::Kind => {
-                (self.group, self.kind) = map.next_value_seed(ObjectVisitor(Kind::default()))?
+                (self.group, self.kind) = map.next_value_seed(ShapeVisitor(Kind::default()))?
             }
             Key::Operation => {
                 self.operation = text(map)?;
@@ -515,7 +517,7 @@ impl<'de> ReadObject<'de> for Request {
                 self.old_object = map.next_value()?;
                 self.old_object_skipped = false;
             }
-            Key::UserInfo => self.user = map.next_value_seed(ObjectVisitor(UserInfo::default()))?,
+            Key::UserInfo => self.user = map.next_value_seed(ShapeVisitor(UserInfo::default()))?,
             _ => {
                 map.next_value::<Skip>()?;
             }
@@ -581,43 +583,22 @@ struct Extra(BTreeMap<String, Vec<String>>);
 
 impl<'de> Deserialize<'de> for Extra {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Extra, D::Error> {
-        struct ExtraVisitor;
-        impl<'de> Visitor<'de> for ExtraVisitor {
-            type Value = Extra;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Extra, A::Error> {
-                let mut out = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let Strings(values) = map.next_value()?;
-                    out.insert(key, values);
-                }
-                Ok(Extra(out))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Extra, A::Error> {
-                Lenient(|_: Scalar| Extra(BTreeMap::new())).visit_seq(seq)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Extra, E> {
-                Ok(Extra(BTreeMap::new()))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Extra, E> {
-                Ok(Extra(BTreeMap::new()))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Extra, E> {
-                Ok(Extra(BTreeMap::new()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Extra, E> {
-                Ok(Extra(BTreeMap::new()))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Extra, E> {
-                Ok(Extra(BTreeMap::new()))
-            }
-            fn visit_unit<E>(self) -> Result<Extra, E> {
-                Ok(Extra(BTreeMap::new()))
-            }
+        ShapeVisitor(Extra(BTreeMap::new())).deserialize(deserializer)
+    }
+}
+
+impl<'de> Shape<'de> for Extra {
+    type Out = Extra;
+    fn other() -> Extra {
+        Extra(BTreeMap::new())
+    }
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Extra, A::Error> {
+        let mut out = self.0;
+        while let Some(key) = map.next_key::<String>()? {
+            let Strings(values) = map.next_value()?;
+            out.insert(key, values);
         }
-        deserializer.deserialize_any(ExtraVisitor)
+        Ok(Extra(out))
     }
 }
 

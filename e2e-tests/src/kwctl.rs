@@ -18,31 +18,21 @@ pub struct Kwctl {
 impl Kwctl {
     /// `KWCTL` when set and non-empty, else `kwctl` from `PATH`.
     pub fn find() -> Option<Self> {
-        if let Some(path) = std::env::var_os("KWCTL").filter(|p| !p.is_empty()) {
-            return Some(Self { path: path.into() });
-        }
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("kwctl"))
-            .find(|candidate| candidate.is_file())
-            .map(|path| Self { path })
+        find_tool("KWCTL", "kwctl").map(|path| Self { path })
     }
 
     /// kwctl for a test named `test`, or `None` (after printing why) when the machine has none.
     /// Panics under `CI=true` without kwctl: CI must run the kwctl tests.
     pub fn for_test(test: &str) -> Option<Self> {
-        if let Some(kwctl) = Self::find() {
-            return Some(kwctl);
+        let kwctl = Self::find();
+        if kwctl.is_none() {
+            missing(
+                test,
+                "kwctl",
+                "set KWCTL=/path/to/kwctl or put kwctl on PATH",
+            );
         }
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "{test}: CI=true but no kwctl: set KWCTL (.ci/run uses ../shared/tools/kwctl)"
-        );
-        notice(&format!(
-            "{test} SKIPPED: no kwctl (set KWCTL=/path/to/kwctl or put kwctl on PATH)"
-        ));
-        None
+        kwctl
     }
 
     /// The binary's path.
@@ -90,6 +80,24 @@ impl Kwctl {
         ])
         .map(drop)
     }
+}
+
+/// A tool the tests need: the path in `variable` when set and non-empty, else `name` on `PATH`.
+pub fn find_tool(variable: &str, name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
+        return Some(path.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A test cannot run without `tool`: a printed notice that it is skipped, or, under `CI=true`
+/// (where `.ci/run` installs every tool), a failure.
+pub fn missing(test: &str, tool: &str, how: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(!ci, "{test}: CI=true but no {tool}: {how}");
+    notice(&format!("{test} SKIPPED: no {tool} ({how})"));
 }
 
 /// Prints `NOTICE: message` on the real stderr, which the test harness does not capture (its

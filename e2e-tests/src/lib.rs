@@ -58,3 +58,26 @@ pub fn policy_wasm(workspace: &Path) -> Result<PathBuf> {
     );
     Ok(target_dir.join("wasm32-wasip1/release/workload_identity_policy.wasm"))
 }
+
+/// Readable differences between two JSON documents, one line per JSON pointer that differs
+/// (`at "/spec/containers/0/env": expected [..], actual (absent)`).
+pub fn json_differences(
+    (left, a): (&str, &serde_json::Value),
+    (right, b): (&str, &serde_json::Value),
+) -> Vec<String> {
+    let at = |doc: &serde_json::Value, path: &str| {
+        doc.pointer(path)
+            .map_or("(absent)".into(), serde_json::Value::to_string)
+    };
+    json_patch::diff(a, b)
+        .iter()
+        .map(|op| {
+            let path = op.path().to_string();
+            format!(
+                "at {path:?}: {left} {}, {right} {}",
+                at(a, &path),
+                at(b, &path)
+            )
+        })
+        .collect()
+}

@@ -119,22 +119,11 @@ impl Lookup for NativeLookup {
     }
 }
 
-/// Readable differences between two JSON documents, one entry per JSON pointer.
-fn json_diff((left, a): (&str, &Value), (right, b): (&str, &Value)) -> String {
-    let at = |doc: &Value, path: &str| {
-        doc.pointer(path)
-            .map_or("(absent)".into(), Value::to_string)
-    };
-    json_patch::diff(a, b)
+/// Readable differences between two JSON documents, one line per JSON pointer.
+fn json_diff(left: (&str, &Value), right: (&str, &Value)) -> String {
+    e2e_tests::json_differences(left, right)
         .iter()
-        .map(|op| {
-            let path = op.path().to_string();
-            format!(
-                "    at {path:?}:\n      {left:<8} {}\n      {right:<8} {}",
-                at(a, &path),
-                at(b, &path)
-            )
-        })
+        .map(|line| format!("    {line}"))
         .collect::<Vec<_>>()
         .join("\n")
 }

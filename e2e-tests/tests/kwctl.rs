@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use e2e_tests::kwctl::{error_lines, Kwctl};
-use e2e_tests::AdmissionResponse;
+use e2e_tests::{admission_request, AdmissionResponse};
 use serde_json::{json, Value};
 
 /// What an engine printed for one fixture.
@@ -74,21 +74,7 @@ fn run_args(dir: &Path, empty_session: &Path, module: &Path) -> Vec<String> {
 
 /// Differences between two JSON values, one line per JSON pointer.
 fn differences(left: &str, a: &Value, right: &str, b: &Value) -> Vec<String> {
-    let at = |doc: &Value, path: &str| {
-        doc.pointer(path)
-            .map_or("(absent)".into(), Value::to_string)
-    };
-    json_patch::diff(a, b)
-        .iter()
-        .map(|op| {
-            let path = op.path().to_string();
-            format!(
-                "field {path:?}: {left} {}, {right} {}",
-                at(a, &path),
-                at(b, &path)
-            )
-        })
-        .collect()
+    e2e_tests::json_differences((left, a), (right, b))
 }
 
 /// Checks kwctl's answer against `expected.json`; returns the problems.
@@ -123,12 +109,8 @@ fn check_expected(dir: &Path, request: &Value, kwctl: &Answer) -> Result<Vec<Str
     }
     let response: AdmissionResponse = serde_json::from_value(kwctl.response()?)
         .context("kwctl printed something else than an AdmissionResponse")?;
-    let object = request
-        .get("request")
-        .filter(|_| request.get("kind") == Some(&json!("AdmissionReview")))
-        .unwrap_or(request)
-        .get("object")
-        .unwrap_or(&Value::Null);
+    let request = admission_request(request.clone())?;
+    let object = request.get("object").unwrap_or(&Value::Null);
     let mut actual = json!({
         "allowed": response.allowed,
         "warnings": response.warnings.clone().unwrap_or_default(),

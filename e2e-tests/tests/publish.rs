@@ -14,21 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::kwctl::{notice, Kwctl};
+use e2e_tests::kwctl::{find_tool, missing, Kwctl};
 use serde_json::Value;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `docker-registry`, from `DOCKER_REGISTRY` or `PATH`.
-fn docker_registry() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("DOCKER_REGISTRY").filter(|p| !p.is_empty()) {
-        return Some(path.into());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("docker-registry"))
-        .find(|p| p.is_file())
 }
 
 /// A port nobody listens on right now.
@@ -145,20 +135,19 @@ fn publish_pull_inspect_and_run_from_a_registry() {
     let Some(kwctl) = Kwctl::for_test("publish_pull_inspect_and_run_from_a_registry") else {
         return;
     };
-    let Some(registry_binary) = docker_registry() else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "CI=true but no docker-registry: .ci/run installs it with apt-get"
+    let Some(registry_binary) = find_tool("DOCKER_REGISTRY", "docker-registry") else {
+        missing(
+            "publish_pull_inspect_and_run_from_a_registry",
+            "docker-registry",
+            "apt-get install docker-registry, or set DOCKER_REGISTRY",
         );
-        notice("publish_pull_inspect_and_run_from_a_registry SKIPPED: no docker-registry (apt-get install docker-registry)");
         return;
     };
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("publish");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     // The module the fixtures test, built first so that `make publish` finds it up to date.
-    let local = common::wasm();
+    common::wasm();
 
     let registry = Registry::start(&registry_binary, &dir);
     let host = format!("127.0.0.1:{}", registry.port);
@@ -256,7 +245,6 @@ fn publish_pull_inspect_and_run_from_a_registry() {
     let from_registry = run(&uri);
     assert_eq!(from_registry, run(&arg(annotated)));
     assert!(from_registry["patch"].is_string(), "{from_registry}");
-    let _ = local;
 
     // A registry that is not running: make publish fails and shows kwctl's error.
     drop(registry);
