@@ -91,16 +91,20 @@ run: policy.wasm policy-run
 
 # Everything CI runs: formatting, lints, unit tests, and the e2e tests that
 # build the real policy.wasm and run it under the native wasmtime host.
+# test-shipped reuses the module the e2e tests built (target/e2e-wasm): one fat-LTO
+# build of the policy, not two.
 test: target fmt lint
 	$(CARGO) test --locked --workspace
-	@$(MAKE) --no-print-directory test-shipped
+	@$(MAKE) --no-print-directory test-shipped TARGET_DIR=target/e2e-wasm
 	@$(MAKE) --no-print-directory playground-test
 
 # The shipped policy.wasm (wasm-opt'ed when wasm-opt is there) answers every
 # fixture exactly as the cargo build the other tests use (and as the core
-# natively: the fixtures harness compares both).
+# natively: the fixtures harness compares both). --workspace, not -p e2e-tests:
+# cargo unifies features over the packages it builds, and e2e-tests alone
+# would build wasmtime and its dependencies a second time.
 test-shipped: policy.wasm
-	POLICY_WASM=$(CURDIR)/policy.wasm $(CARGO) test --locked -p e2e-tests --test fixtures
+	POLICY_WASM=$(CURDIR)/policy.wasm $(CARGO) test --locked --workspace --test fixtures
 
 unit-tests:
 	$(CARGO) test --locked -p workload-identity-policy
