@@ -38,8 +38,9 @@ policy.wasm: target FORCE
 	fi
 	@echo "policy.wasm: $$(wc -c < policy.wasm) bytes"
 
-# kwctl (Kubewarden's CLI): KWCTL=/path/to/kwctl, else `kwctl` on PATH.
-KWCTL ?= kwctl
+# kwctl (Kubewarden's CLI): KWCTL=/path/to/kwctl, else `kwctl` on PATH, else the
+# workplace's copy beside the project (../shared/tools/kwctl) when there is one.
+KWCTL ?= $(or $(shell command -v kwctl 2>/dev/null),$(wildcard ../shared/tools/kwctl),kwctl)
 # The version the module is published as: policy-metadata.yml and Cargo.toml must agree.
 METADATA_VERSION = $(shell sed -n 's/^ *io.kubewarden.policy.version: *//p' policy-metadata.yml)
 CARGO_VERSION = $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -145,7 +146,6 @@ bench: policy.wasm
 # The same scenarios under the real engine's `kwctl bench` (one warm instance
 # for every call), ours and the peer (e2e-tests/benches/kwctl.rs). KWCTL is
 # the kwctl to run (a relative path is taken from this directory).
-KWCTL ?= ../shared/tools/kwctl
 bench-kwctl: policy.wasm
 	@mkdir -p target && rm -f target/bench-kwctl-table.md
 	@echo "== cargo bench -p e2e-tests --bench kwctl (a few minutes; output: target/bench-kwctl.log)"
