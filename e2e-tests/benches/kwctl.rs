@@ -18,6 +18,10 @@
 //! the instance for every call, so the session holds the answer as many times as the run can call
 //! (YAML aliases keep the file small). Each module's decision is checked once with `kwctl run`
 //! before it is timed.
+//!
+//! Beside ours, each row times the hollow guest of `scenarios/hollow.rs`: a module that does no
+//! policy work but makes kwctl pay what ours does (the payload, our lookup, our exact answer),
+//! annotated like ours. `hollow/peer` is the best ratio any guest giving our answer could reach.
 
 mod scenarios;
 
@@ -26,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
+use e2e_tests::{HostCapabilities, Policy, Session};
 use scenarios::{human, ratio, Expect, Peer, Scenario, Table};
 use serde_json::Value;
 
@@ -65,6 +70,7 @@ fn main() -> Result<()> {
     kwctl.annotate(&workspace, &ours, &annotated)?;
     let version = kwctl.version()?;
     eprintln!("{version}; ours {}", ours.display());
+    let ours_policy = Policy::from_file(&ours)?;
 
     let scenarios = scenarios::scenarios(&workspace, peer.as_ref())?;
     let mut rows = Vec::new();
@@ -98,10 +104,24 @@ fn main() -> Result<()> {
             };
             kwctl.check(&run, scenario, scenario.expect, "ours")?;
             eprintln!("== {}: ours", scenario.name);
-            Some(kwctl.bench(&run, &timing, &workspace)?)
+            let ours_stats = kwctl.bench(&run, &timing, &workspace)?;
+
+            // The hollow guest giving the same answer, annotated like ours.
+            let hollow = dir.join("hollow.wasm");
+            std::fs::write(&hollow, hollow_module(&ours_policy, scenario)?)?;
+            let hollow_annotated = dir.join("hollow-annotated.wasm");
+            kwctl.annotate(&workspace, &hollow, &hollow_annotated)?;
+            let run = Run {
+                module: &hollow_annotated,
+                ..run
+            };
+            kwctl.check(&run, scenario, scenario.expect, "the hollow guest")?;
+            eprintln!("== {}: hollow guest", scenario.name);
+            Some((ours_stats, kwctl.bench(&run, &timing, &workspace)?))
         } else {
             None
         };
+        let (ours_result, hollow_result) = ours_result.unzip();
         let peer_result = match (&peer, scenario.peer) {
             (Some(peer), Some(expect)) => {
                 let settings = dir.join("peer-settings.json");
@@ -124,6 +144,7 @@ fn main() -> Result<()> {
             target: scenario.target,
             ours: ours_result,
             peer: peer_result,
+            hollow: hollow_result,
         });
     }
 
@@ -134,9 +155,9 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(
         table,
-        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) |"
+        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) | hollow median | hollow/peer |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         let cell = |s: &Option<Stats>, p95: bool| match s {
             Some(s) if p95 => s.p95.map_or("-".into(), human),
@@ -146,7 +167,7 @@ fn main() -> Result<()> {
         let target = row.target.map_or(String::new(), |t| format!(" (≤ {t})"));
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {} | {} | {}{target} |",
+            "| {} | {} | {} | {} | {} | {} | {}{target} | {} | {} |",
             row.name,
             row.bytes,
             cell(&row.ours, false),
@@ -157,6 +178,12 @@ fn main() -> Result<()> {
                 row.ours.as_ref().map(|s| s.median),
                 row.peer.as_ref().map(|s| s.median),
                 row.target
+            ),
+            cell(&row.hollow, false),
+            ratio(
+                row.hollow.as_ref().map(|s| s.median),
+                row.peer.as_ref().map(|s| s.median),
+                None
             ),
         );
     }
@@ -207,6 +234,28 @@ struct Row {
     target: Option<f64>,
     ours: Option<Stats>,
     peer: Option<Stats>,
+    hollow: Option<Stats>,
+}
+
+/// The hollow guest of `scenario`: ours' answer (from the e2e-tests host, with one lookup
+/// answered) baked in, with our lookup when ours makes one.
+fn hollow_module(ours: &Policy, scenario: &Scenario) -> Result<Vec<u8>> {
+    let (capabilities, lookup) = match &scenario.service_account {
+        Some(sa) => (
+            HostCapabilities::replay(Session::from_yaml(&scenarios::session_yaml(
+                &scenario.request,
+                sa,
+                1,
+            )?)?),
+            Some(scenarios::lookup_payload(&scenario.request, sa)?),
+        ),
+        None => (HostCapabilities::default(), None),
+    };
+    let evaluation = ours.validate(&scenario.request, &scenario.settings, &capabilities)?;
+    scenarios::hollow::module(
+        &serde_json::to_vec(&evaluation.validation)?,
+        lookup.as_deref(),
+    )
 }
 
 struct Stats {
@@ -214,6 +263,7 @@ struct Stats {
     p95: Option<f64>,
 }
 
+#[derive(Clone, Copy)]
 struct Run<'a> {
     module: &'a Path,
     request: &'a Path,

@@ -12,7 +12,10 @@
 //!   rows are skipped with a notice) with its own settings;
 //! - `native`: `workload_identity_policy::validate_payload_bytes` on our payload bytes with an
 //!   in-memory ServiceAccount lookup (what the guest computes, natively);
-//! - `floor`: `serde_json::from_slice::<Value>` of the same payload bytes, then `to_vec`.
+//! - `floor`: `serde_json::from_slice::<Value>` of the same payload bytes, then `to_vec`;
+//! - `hollow`: on the rows beside the peer, a module that does no policy work but costs the host
+//!   what ours does (payload, our lookup, our exact answer; `scenarios/hollow.rs`): the time no
+//!   guest giving our answer can beat, so `hollow/peer` is the best ratio any guest could reach.
 //!
 //! Every request is also timed on its own (criterion's warm-up excluded), and after the run two
 //! tables are printed and written to `target/bench-table.md`: ours against the peer (median, p95,
@@ -96,6 +99,13 @@ fn main() -> Result<()> {
                 b.iter_custom(|iters| samples.time(name, Measure::Ours, iters, || case.ours(&ours)))
             });
         }
+        if let Some(hollow) = &case.hollow {
+            group.bench_function("hollow", |b| {
+                b.iter_custom(|iters| {
+                    samples.time(name, Measure::Hollow, iters, || case.ours(hollow))
+                })
+            });
+        }
         if let (Some(peer), Some((_, policy))) = (&case.peer, modules.peer) {
             group.bench_function("peer", |b| {
                 b.iter_custom(|iters| {
@@ -175,6 +185,13 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
             }
             "native" => drop(black_box(case.native())),
             "floor" => drop(black_box(case.floor())),
+            "hollow" => {
+                let hollow = case
+                    .hollow
+                    .as_ref()
+                    .context("BENCH_LOOP: no hollow guest")?;
+                drop(black_box(case.ours(hollow)?));
+            }
             other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}"),
         }
         times.push(start.elapsed());
@@ -261,6 +278,8 @@ struct Prepared {
     /// `{"request", "settings"}`: what our guest's `validate` receives.
     payload: Vec<u8>,
     peer: Option<PeerCase>,
+    /// The hollow guest giving our answer (rows beside the peer).
+    hollow: Option<Policy>,
 }
 
 impl Prepared {
@@ -301,11 +320,12 @@ impl Prepared {
             }
             _ => None,
         };
-        let prepared = Self {
+        let mut prepared = Self {
             capabilities: HostCapabilities::replay(session),
             lookup: MemoryLookup(scenario.service_account.clone()),
             payload,
             peer,
+            hollow: None,
             scenario,
         };
         if prepared.scenario.ours {
@@ -340,8 +360,33 @@ impl Prepared {
                 prepared.scenario.expect,
                 evaluation.response.patch.is_some(),
             )?;
+            if prepared.scenario.table == Table::Peer {
+                prepared.hollow = Some(prepared.hollow_of(&evaluation)?);
+            }
         }
         Ok(prepared)
+    }
+
+    /// The hollow guest giving `evaluation`'s answer with the same lookup; checked to answer as
+    /// ours does.
+    fn hollow_of(&self, evaluation: &e2e_tests::Evaluation) -> Result<Policy> {
+        let name = &self.scenario.name;
+        let answer = serde_json::to_vec(&evaluation.validation)?;
+        let lookup = match &self.scenario.service_account {
+            Some(sa) => Some(scenarios::lookup_payload(&self.scenario.request, sa)?),
+            None => None,
+        };
+        let hollow = Policy::from_bytes(&scenarios::hollow::module(&answer, lookup.as_deref())?)?;
+        let echoed = self.ours(&hollow)?;
+        ensure!(
+            echoed.validation == evaluation.validation
+                && echoed.response == evaluation.response
+                && echoed.host_calls == evaluation.host_calls,
+            "{name}: the hollow guest answers {} with {} lookups",
+            echoed.validation,
+            echoed.host_calls
+        );
+        Ok(hollow)
     }
 
     fn ours(&self, policy: &Policy) -> Result<e2e_tests::Evaluation> {
@@ -377,6 +422,7 @@ enum Measure {
     Peer,
     Native,
     Floor,
+    Hollow,
 }
 
 /// Per-request times in nanoseconds, per (scenario, measure), warm-up excluded.
@@ -467,9 +513,9 @@ fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
     );
     let _ = writeln!(
         out,
-        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) |"
+        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) | hollow median | hollow/peer |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for case in prepared {
         let s = &case.scenario;
         if s.table != Table::Peer && !s.is_series() {
@@ -481,9 +527,10 @@ fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
             continue;
         }
         let target = s.target.map_or(String::new(), |t| format!(" (≤ {t})"));
+        let hollow = stats(&s.name, Measure::Hollow);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {}{target} |",
+            "| {} | {} | {} | {} | {} | {} | {}{target} | {} | {} |",
             s.name,
             s.request_bytes(),
             time(ours, false),
@@ -491,6 +538,8 @@ fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
             time(peer, false),
             time(peer, true),
             ratio(median(ours), median(peer), s.target),
+            time(hollow, false),
+            ratio(median(hollow), median(peer), None),
         );
     }
     let _ = writeln!(out);
