@@ -34,18 +34,26 @@ pub struct HostLookup;
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 impl Lookup for HostLookup {
     fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
-        use kubewarden_policy_sdk::host_capabilities::kubernetes::{
-            get_resource, GetResourceRequest,
-        };
-        let request = GetResourceRequest {
-            api_version: "v1".to_string(),
-            kind: "ServiceAccount".to_string(),
-            name: sa.name.clone(),
-            namespace: Some(sa.namespace.clone()),
-            disable_cache: false,
-            field_masks: None,
-        };
-        get_resource::<Value>(&request).map_err(host_message)
+        kubewarden_policy_sdk::host_capabilities::kubernetes::get_resource::<Value>(
+            &service_account_request(sa),
+        )
+        .map_err(host_message)
+    }
+}
+
+/// The `get_resource` request [`HostLookup`] sends for `sa` (the benches' hollow guest sends
+/// the same bytes).
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub fn service_account_request(
+    sa: &ServiceAccountRef,
+) -> kubewarden_policy_sdk::host_capabilities::kubernetes::GetResourceRequest {
+    kubewarden_policy_sdk::host_capabilities::kubernetes::GetResourceRequest {
+        api_version: "v1".to_string(),
+        kind: "ServiceAccount".to_string(),
+        name: sa.name.clone(),
+        namespace: Some(sa.namespace.clone()),
+        disable_cache: false,
+        field_masks: None,
     }
 }
 

@@ -742,6 +742,18 @@ mod tests {
         }
     }
 
+    /// Applies `injection`, checks that a second application changes nothing, and says whether
+    /// the first changed the pod.
+    fn apply_idempotent(pod: &mut Value, injection: &Injection) -> bool {
+        let injections = std::slice::from_ref(injection);
+        let changed = apply(pod, injections, "ns/p", &mut Vec::new()).unwrap();
+        assert!(
+            !apply(pod, injections, "ns/p", &mut Vec::new()).unwrap(),
+            "a second application changed {pod}"
+        );
+        changed
+    }
+
     fn run(mut pod: Value) -> (Value, bool, Vec<String>) {
         let mut warnings = Vec::new();
         let changed = apply(&mut pod, &[injection()], "ns/p", &mut warnings).unwrap();
@@ -904,19 +916,12 @@ mod tests {
             ..Injection::new("Test")
         };
         let mut pod = json!({"metadata": {"annotations": {"mine": "user"}}, "spec": {"containers": [{"name": "c"}]}});
-        assert!(apply(
-            &mut pod,
-            std::slice::from_ref(&injection),
-            "ns/p",
-            &mut Vec::new()
-        )
-        .unwrap());
+        assert!(apply_idempotent(&mut pod, &injection));
         assert_eq!(
             pod["metadata"]["annotations"],
             json!({"mine": "user", "new": "policy"})
         );
         assert_eq!(pod["spec"].get("volumes"), None);
-        assert!(!apply(&mut pod, &[injection], "ns/p", &mut Vec::new()).unwrap());
     }
 
     #[test]
@@ -940,13 +945,7 @@ mod tests {
         };
         let mut pod = json!({"spec": {"initContainers": [{"name": "mine", "image": "user"}],
             "containers": [{"name": "c"}]}});
-        assert!(apply(
-            &mut pod,
-            std::slice::from_ref(&injection),
-            "ns/p",
-            &mut Vec::new()
-        )
-        .unwrap());
+        assert!(apply_idempotent(&mut pod, &injection));
         assert_eq!(
             pod["spec"]["initContainers"],
             json!([
@@ -956,7 +955,6 @@ mod tests {
                     {"name": "v", "mountPath": "/tmp"}, {"name": "w", "mountPath": "/rw"}]},
             ])
         );
-        assert!(!apply(&mut pod, &[injection], "ns/p", &mut Vec::new()).unwrap());
     }
 
     #[test]
@@ -969,13 +967,7 @@ mod tests {
             {"name": "done", "env": [{"name": "B", "value": "x"}, {"name": "C", "value": "y"}]},
         ]}});
         let before = pod["spec"]["containers"].clone();
-        assert!(apply(
-            &mut pod,
-            std::slice::from_ref(&injection),
-            "ns/p",
-            &mut Vec::new()
-        )
-        .unwrap());
+        assert!(apply_idempotent(&mut pod, &injection));
         assert_eq!(pod["spec"]["containers"], before);
         assert_eq!(pod["spec"]["volumes"][0]["name"], "tok");
         // One group unset: the usual rules (A and B are a pair, C is set).

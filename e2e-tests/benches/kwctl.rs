@@ -240,22 +240,16 @@ struct Row {
 /// The hollow guest of `scenario`: ours' answer (from the e2e-tests host, with one lookup
 /// answered) baked in, with our lookup when ours makes one.
 fn hollow_module(ours: &Policy, scenario: &Scenario) -> Result<Vec<u8>> {
-    let (capabilities, lookup) = match &scenario.service_account {
-        Some(sa) => (
-            HostCapabilities::replay(Session::from_yaml(&scenarios::session_yaml(
-                &scenario.request,
-                sa,
-                1,
-            )?)?),
-            Some(scenarios::lookup_payload(&scenario.request, sa)?),
-        ),
-        None => (HostCapabilities::default(), None),
+    let capabilities = match &scenario.service_account {
+        Some(sa) => HostCapabilities::replay(Session::from_yaml(&scenarios::session_yaml(
+            &scenario.request,
+            sa,
+            1,
+        )?)?),
+        None => HostCapabilities::default(),
     };
     let evaluation = ours.validate(&scenario.request, &scenario.settings, &capabilities)?;
-    scenarios::hollow::module(
-        &serde_json::to_vec(&evaluation.validation)?,
-        lookup.as_deref(),
-    )
+    scenarios::hollow_module(scenario, &evaluation.validation)
 }
 
 struct Stats {

@@ -370,19 +370,15 @@ impl Prepared {
     /// The hollow guest giving `evaluation`'s answer with the same lookup; checked to answer as
     /// ours does.
     fn hollow_of(&self, evaluation: &e2e_tests::Evaluation) -> Result<Policy> {
-        let name = &self.scenario.name;
-        let answer = serde_json::to_vec(&evaluation.validation)?;
-        let lookup = match &self.scenario.service_account {
-            Some(sa) => Some(scenarios::lookup_payload(&self.scenario.request, sa)?),
-            None => None,
-        };
-        let hollow = Policy::from_bytes(&scenarios::hollow::module(&answer, lookup.as_deref())?)?;
+        let module = scenarios::hollow_module(&self.scenario, &evaluation.validation)?;
+        let hollow = Policy::from_bytes(&module)?;
         let echoed = self.ours(&hollow)?;
         ensure!(
             echoed.validation == evaluation.validation
                 && echoed.response == evaluation.response
                 && echoed.host_calls == evaluation.host_calls,
-            "{name}: the hollow guest answers {} with {} lookups",
+            "{}: the hollow guest answers {} with {} lookups",
+            self.scenario.name,
             echoed.validation,
             echoed.host_calls
         );

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use e2e_tests::{admission_request, HostResponse, Session};
 use serde_json::{json, Value};
+use workload_identity_policy::host::{service_account_request, ServiceAccountRef};
 
 /// The role every AWS scenario's ServiceAccount carries.
 pub const AWS_ROLE: &str = "arn:aws:iam::111122223333:role/payments-ledger";
@@ -401,13 +402,24 @@ fn flyte_base32(bytes: &[u8]) -> String {
     out
 }
 
+/// The ServiceAccount ours looks up for `request`: `sa`'s name in the request's namespace.
+fn service_account_ref(request: &Value, sa: &Value) -> Result<ServiceAccountRef> {
+    Ok(ServiceAccountRef {
+        name: sa["metadata"]["name"]
+            .as_str()
+            .context("SA without name")?
+            .to_string(),
+        namespace: request["namespace"]
+            .as_str()
+            .context("request without namespace")?
+            .to_string(),
+    })
+}
+
 /// A kwctl replay session answering the ServiceAccount lookup of `request` `times` times (YAML
 /// aliases keep a session of 100,000 answers small).
 pub fn session_yaml(request: &Value, sa: &Value, times: usize) -> Result<String> {
-    let name = sa["metadata"]["name"].as_str().context("SA without name")?;
-    let namespace = request["namespace"]
-        .as_str()
-        .context("request without namespace")?;
+    let ServiceAccountRef { name, namespace } = service_account_ref(request, sa)?;
     let payload = serde_json::to_string(sa)?.replace('\'', "''");
     let mut yaml = format!(
         "- &answer\n  type: Exchange\n  request: |\n    !KubernetesGetResource\n    api_version: v1\n    \
@@ -420,19 +432,16 @@ pub fn session_yaml(request: &Value, sa: &Value, times: usize) -> Result<String>
     Ok(yaml)
 }
 
-/// The bytes of our ServiceAccount lookup for `request` (the SDK's `GetResourceRequest`, in its
-/// field order), which a replay session built by [`session_yaml`] answers.
-pub fn lookup_payload(request: &Value, sa: &Value) -> Result<Vec<u8>> {
-    let name = sa["metadata"]["name"].as_str().context("SA without name")?;
-    let namespace = request["namespace"]
-        .as_str()
-        .context("request without namespace")?;
-    Ok(format!(
-        "{{\"api_version\":\"v1\",\"kind\":\"ServiceAccount\",\"name\":{},\"namespace\":{},\"disable_cache\":false}}",
-        serde_json::to_string(name)?,
-        serde_json::to_string(namespace)?
-    )
-    .into_bytes())
+/// The hollow guest (`hollow.rs`) of `scenario`, answering `answer` (ours' ValidationResponse)
+/// after ours' lookup, in the bytes the policy sends ([`service_account_request`]).
+pub fn hollow_module(scenario: &Scenario, answer: &Value) -> Result<Vec<u8>> {
+    let lookup = match &scenario.service_account {
+        Some(sa) => Some(serde_json::to_vec(&service_account_request(
+            &service_account_ref(&scenario.request, sa)?,
+        ))?),
+        None => None,
+    };
+    hollow::module(&serde_json::to_vec(answer)?, lookup.as_deref())
 }
 
 /// 1.23 µs, 45.6 µs, 1.23 ms.
