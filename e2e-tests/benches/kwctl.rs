@@ -22,6 +22,9 @@
 //! Beside ours, each row times the hollow guest of `scenarios/hollow.rs`: a module that does no
 //! policy work but makes kwctl pay what ours does (the payload, our lookup, our exact answer),
 //! annotated like ours. `hollow/peer` is the best ratio any guest giving our answer could reach.
+//! With `DOC_FLOOR_WASM` (`make doc-floor.wasm`), each row also times the document-floor guest
+//! (`e2e-tests/guests/doc_floor.rs`): it only reads the pod into a document and hands it back
+//! unchanged, without a lookup, the least any guest that reads the pod into a document can cost.
 
 mod scenarios;
 
@@ -71,6 +74,17 @@ fn main() -> Result<()> {
     let version = kwctl.version()?;
     eprintln!("{version}; ours {}", ours.display());
     let ours_policy = Policy::from_file(&ours)?;
+    let doc_floor = match std::env::var_os("DOC_FLOOR_WASM").filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let annotated = out_dir.join("doc-floor-annotated.wasm");
+            kwctl.annotate(&workspace, Path::new(&path), &annotated)?;
+            Some(annotated)
+        }
+        None => {
+            println!("NOTICE: DOC_FLOOR_WASM is not set (make doc-floor.wasm builds it): no doc-floor column");
+            None
+        }
+    };
 
     let scenarios = scenarios::scenarios(&workspace, peer.as_ref())?;
     let mut rows = Vec::new();
@@ -117,11 +131,29 @@ fn main() -> Result<()> {
             };
             kwctl.check(&run, scenario, scenario.expect, "the hollow guest")?;
             eprintln!("== {}: hollow guest", scenario.name);
-            Some((ours_stats, kwctl.bench(&run, &timing, &workspace)?))
+            let hollow_stats = kwctl.bench(&run, &timing, &workspace)?;
+
+            // The document-floor guest: the pod read and handed back, no lookup, no patch.
+            let floor_stats = match &doc_floor {
+                Some(module) => {
+                    let run = Run {
+                        module,
+                        session: None,
+                        ..run
+                    };
+                    kwctl.check(&run, scenario, Expect::NoPatch, "the doc-floor guest")?;
+                    eprintln!("== {}: doc-floor guest", scenario.name);
+                    Some(kwctl.bench(&run, &timing, &workspace)?)
+                }
+                None => None,
+            };
+            Some((ours_stats, (hollow_stats, floor_stats)))
         } else {
             None
         };
-        let (ours_result, hollow_result) = ours_result.unzip();
+        let (ours_result, guests) = ours_result.unzip();
+        let (hollow_result, floor_result) = guests.unzip();
+        let floor_result = floor_result.flatten();
         let peer_result = match (&peer, scenario.peer) {
             (Some(peer), Some(expect)) => {
                 let settings = dir.join("peer-settings.json");
@@ -145,6 +177,7 @@ fn main() -> Result<()> {
             ours: ours_result,
             peer: peer_result,
             hollow: hollow_result,
+            doc_floor: floor_result,
         });
     }
 
@@ -155,9 +188,12 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(
         table,
-        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) | hollow median | hollow/peer |"
+        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) | hollow median | hollow/peer | doc-floor median | doc-floor/peer |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        table,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for row in &rows {
         let cell = |s: &Option<Stats>, p95: bool| match s {
             Some(s) if p95 => s.p95.map_or("-".into(), human),
@@ -167,7 +203,7 @@ fn main() -> Result<()> {
         let target = row.target.map_or(String::new(), |t| format!(" (≤ {t})"));
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {} | {} | {}{target} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {}{target} | {} | {} | {} | {} |",
             row.name,
             row.bytes,
             cell(&row.ours, false),
@@ -182,6 +218,12 @@ fn main() -> Result<()> {
             cell(&row.hollow, false),
             ratio(
                 row.hollow.as_ref().map(|s| s.median),
+                row.peer.as_ref().map(|s| s.median),
+                None
+            ),
+            cell(&row.doc_floor, false),
+            ratio(
+                row.doc_floor.as_ref().map(|s| s.median),
                 row.peer.as_ref().map(|s| s.median),
                 None
             ),
@@ -235,6 +277,7 @@ struct Row {
     ours: Option<Stats>,
     peer: Option<Stats>,
     hollow: Option<Stats>,
+    doc_floor: Option<Stats>,
 }
 
 /// The hollow guest of `scenario`: ours' answer (from the e2e-tests host, with one lookup

@@ -2,6 +2,10 @@
 //! with Kubewarden's own mutating pod policy on the same request bytes, and against the same core
 //! run natively and the native JSON floor.
 //!
+//! Every module is compiled as policy-server compiles it by default, with its timeout protection
+//! (epoch interruption, `e2e_tests::POLICY_SERVER_TIMEOUT`): the checks it compiles into
+//! the guest's code are part of what a request costs in production.
+//!
 //! Per scenario (`scenarios/mod.rs`), up to four criterion benchmarks (group = scenario):
 //! - `ours`: `policy.wasm` through [`Policy::validate`] on a module compiled once: a fresh
 //!   instance and waPC init per request, the payload encoded, the one `get_resource` answered by
@@ -15,7 +19,11 @@
 //! - `floor`: `serde_json::from_slice::<Value>` of the same payload bytes, then `to_vec`;
 //! - `hollow`: on the rows beside the peer, a module that does no policy work but costs the host
 //!   what ours does (payload, our lookup, our exact answer; `scenarios/hollow.rs`): the time no
-//!   guest giving our answer can beat, so `hollow/peer` is the best ratio any guest could reach.
+//!   guest giving our answer can beat, so `hollow/peer` is the best ratio any guest could reach;
+//! - `doc-floor`: on the same rows, the document-floor guest (`DOC_FLOOR_WASM`, built by
+//!   `make doc-floor.wasm` from `e2e-tests/guests/doc_floor.rs`; without it the column shows `-`):
+//!   built like ours, it only reads the pod into a `serde_json::Value` and hands it back
+//!   unchanged, with no lookup: less than any guest that reads the pod into a document can cost.
 //!
 //! Every request is also timed on its own (criterion's warm-up excluded), and after the run two
 //! tables are printed and written to `target/bench-table.md`: ours against the peer (median, p95,
@@ -51,15 +59,29 @@ fn main() -> Result<()> {
     let wasm_path = e2e_tests::policy_wasm(&workspace)?;
     let wasm = std::fs::read(&wasm_path)
         .with_context(|| format!("cannot read {}", wasm_path.display()))?;
-    let ours = Policy::from_bytes(&wasm)?;
+    let ours = Policy::from_bytes_as_policy_server(&wasm)?;
     let peer = match Peer::find(&workspace)? {
         Ok(peer) => {
             let bytes = std::fs::read(&peer.wasm)
                 .with_context(|| format!("cannot read {}", peer.wasm.display()))?;
-            let policy = Policy::from_bytes(&bytes)?;
+            let policy = Policy::from_bytes_as_policy_server(&bytes)?;
             Some((peer, policy, bytes.len()))
         }
         Err(notice) => {
+            eprintln!("NOTICE: {notice}");
+            println!("NOTICE: {notice}");
+            None
+        }
+    };
+    let doc_floor = match std::env::var_os("DOC_FLOOR_WASM").filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("cannot read {}", Path::new(&path).display()))?;
+            Some(Policy::from_bytes_as_policy_server(&bytes)?)
+        }
+        None => {
+            let notice =
+                "DOC_FLOOR_WASM is not set (make doc-floor.wasm builds it): no doc-floor column";
             eprintln!("NOTICE: {notice}");
             println!("NOTICE: {notice}");
             None
@@ -69,6 +91,7 @@ fn main() -> Result<()> {
         ours: &ours,
         ours_bytes: &wasm,
         peer: peer.as_ref().map(|(p, policy, _)| (p, policy)),
+        doc_floor: doc_floor.as_ref(),
     };
     let scenarios = scenarios::scenarios(&workspace, peer.as_ref().map(|(p, _, _)| p))?;
     let prepared = scenarios
@@ -103,6 +126,13 @@ fn main() -> Result<()> {
             group.bench_function("hollow", |b| {
                 b.iter_custom(|iters| {
                     samples.time(name, Measure::Hollow, iters, || case.ours(hollow))
+                })
+            });
+        }
+        if let (true, Some(floor)) = (case.doc_floor, modules.doc_floor) {
+            group.bench_function("doc-floor", |b| {
+                b.iter_custom(|iters| {
+                    samples.time(name, Measure::DocFloor, iters, || case.ours(floor))
                 })
             });
         }
@@ -143,8 +173,9 @@ fn main() -> Result<()> {
 /// `BENCH_LOOP=<scenario>:<measure>:<n>`: runs one measure `n` times and nothing else, for a
 /// profiler (`valgrind --tool=callgrind` counts instructions without the noise of a shared
 /// machine: run it with two values of `n` and divide the difference). Measures: `ours`, `peer`,
-/// `native`, `floor`, and `ours-warm` / `peer-warm`: the guest's `validate` on ONE instance
-/// reused for every call (kwctl bench's cost model, without its host's own work).
+/// `native`, `floor`, `hollow`, `doc-floor`, and `ours-warm` / `peer-warm` / `doc-floor-warm`:
+/// the guest's `validate` on ONE instance reused for every call (kwctl bench's cost model,
+/// without its host's own work).
 fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()> {
     let mut parts = spec.rsplitn(3, ':');
     let (Some(n), Some(measure), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
@@ -167,6 +198,12 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
                     &json!({"request": peer.request, "settings": peer.settings}),
                 )?;
                 return warm_loop(&bytes, &payload, None, n);
+            }
+            "doc-floor" => {
+                let path = std::env::var_os("DOC_FLOOR_WASM")
+                    .context("BENCH_LOOP: DOC_FLOOR_WASM is not set")?;
+                let bytes = std::fs::read(&path)?;
+                return warm_loop(&bytes, &case.payload, None, n);
             }
             other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}-warm"),
         };
@@ -191,6 +228,13 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
                     .as_ref()
                     .context("BENCH_LOOP: no hollow guest")?;
                 drop(black_box(case.ours(hollow)?));
+            }
+            "doc-floor" => {
+                let floor = modules
+                    .doc_floor
+                    .filter(|_| case.doc_floor)
+                    .context("BENCH_LOOP: no doc-floor guest (DOC_FLOOR_WASM) for this row")?;
+                drop(black_box(case.ours(floor)?));
             }
             other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}"),
         }
@@ -245,6 +289,8 @@ struct Modules<'a> {
     ours: &'a Policy,
     ours_bytes: &'a [u8],
     peer: Option<(&'a Peer, &'a Policy)>,
+    /// The document-floor guest (`DOC_FLOOR_WASM`).
+    doc_floor: Option<&'a Policy>,
 }
 
 /// The in-memory lookup of the native run.
@@ -280,6 +326,8 @@ struct Prepared {
     peer: Option<PeerCase>,
     /// The hollow guest giving our answer (rows beside the peer).
     hollow: Option<Policy>,
+    /// Whether the document-floor guest runs on this row (checked to accept without a patch).
+    doc_floor: bool,
 }
 
 impl Prepared {
@@ -326,6 +374,7 @@ impl Prepared {
             payload,
             peer,
             hollow: None,
+            doc_floor: false,
             scenario,
         };
         if prepared.scenario.ours {
@@ -362,6 +411,10 @@ impl Prepared {
             )?;
             if prepared.scenario.table == Table::Peer {
                 prepared.hollow = Some(prepared.hollow_of(&evaluation)?);
+                if let Some(floor) = modules.doc_floor {
+                    prepared.check_doc_floor(floor)?;
+                    prepared.doc_floor = true;
+                }
             }
         }
         Ok(prepared)
@@ -371,7 +424,7 @@ impl Prepared {
     /// ours does.
     fn hollow_of(&self, evaluation: &e2e_tests::Evaluation) -> Result<Policy> {
         let module = scenarios::hollow_module(&self.scenario, &evaluation.validation)?;
-        let hollow = Policy::from_bytes(&module)?;
+        let hollow = Policy::from_bytes_as_policy_server(&module)?;
         let echoed = self.ours(&hollow)?;
         ensure!(
             echoed.validation == evaluation.validation
@@ -383,6 +436,22 @@ impl Prepared {
             echoed.host_calls
         );
         Ok(hollow)
+    }
+
+    /// The document-floor guest hands the request's object back unchanged, without a lookup.
+    fn check_doc_floor(&self, floor: &Policy) -> Result<()> {
+        let evaluation = self.ours(floor)?;
+        ensure!(
+            evaluation.response.allowed
+                && evaluation.response.patch.is_none()
+                && evaluation.host_calls == 0
+                && evaluation.validation.get("mutated_object")
+                    == self.scenario.request.get("object"),
+            "{}: the doc-floor guest answers {}",
+            self.scenario.name,
+            evaluation.validation
+        );
+        Ok(())
     }
 
     fn ours(&self, policy: &Policy) -> Result<e2e_tests::Evaluation> {
@@ -419,6 +488,7 @@ enum Measure {
     Native,
     Floor,
     Hollow,
+    DocFloor,
 }
 
 /// Per-request times in nanoseconds, per (scenario, measure), warm-up excluded.
@@ -509,9 +579,12 @@ fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
     );
     let _ = writeln!(
         out,
-        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) | hollow median | hollow/peer |"
+        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) | hollow median | hollow/peer | doc-floor median | doc-floor/peer |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for case in prepared {
         let s = &case.scenario;
         if s.table != Table::Peer && !s.is_series() {
@@ -524,9 +597,10 @@ fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
         }
         let target = s.target.map_or(String::new(), |t| format!(" (≤ {t})"));
         let hollow = stats(&s.name, Measure::Hollow);
+        let doc_floor = stats(&s.name, Measure::DocFloor);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {}{target} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {}{target} | {} | {} | {} | {} |",
             s.name,
             s.request_bytes(),
             time(ours, false),
@@ -536,6 +610,8 @@ fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
             ratio(median(ours), median(peer), s.target),
             time(hollow, false),
             ratio(median(hollow), median(peer), None),
+            time(doc_floor, false),
+            ratio(median(doc_floor), median(peer), None),
         );
     }
     let _ = writeln!(out);
