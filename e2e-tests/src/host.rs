@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use wapc::{HostCallback, WapcHost, WasiParams};
-use wasmtime_provider::{WasmtimeEngineProviderBuilder, WasmtimeEngineProviderPre};
+use wasmtime_provider::{EpochDeadlines, WasmtimeEngineProviderBuilder, WasmtimeEngineProviderPre};
 
 use crate::admission::{AdmissionResponse, SettingsValidation, ValidationResponse};
 use crate::session::{GetResource, HostRequest, Replay, Session};
@@ -57,9 +57,21 @@ impl std::fmt::Display for GuestCallFailure {
 
 impl std::error::Error for GuestCallFailure {}
 
+/// policy-server's default timeout protection (`--policy-timeout 2`, on unless
+/// `--disable-timeout-protection`): wasmtime epoch interruption on the engine and a deadline of
+/// two ticks on waPC init and on every call. policy-server ticks the epoch every second; nothing
+/// ticks it here, so a deadline never passes: what is measured is the checks compiled into the
+/// guest's code and the deadline set per call.
+pub const POLICY_SERVER_TIMEOUT: EpochDeadlines = EpochDeadlines {
+    wapc_init: 2,
+    wapc_func: 2,
+};
+
 /// A compiled policy module.
 pub struct Policy {
     pre: WasmtimeEngineProviderPre,
+    /// The deadlines of every instance, when the module was compiled with epoch interruption.
+    epoch_deadlines: Option<EpochDeadlines>,
     /// `contextAwareResources` of the `io.kubewarden.metadata` section as `apiVersion/kind`, when
     /// the module is annotated.
     context_aware_resources: Option<Vec<String>>,
@@ -72,16 +84,38 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// Compiles a policy module (WASI enabled, like policy-evaluator).
+    /// Compiles a policy module (WASI enabled, like policy-evaluator; no timeout protection,
+    /// like kwctl run).
     pub fn from_bytes(wasm: &[u8]) -> Result<Self> {
+        Self::compile(wasm, None)
+    }
+
+    /// Compiles a policy module as policy-server does by default: with its timeout protection
+    /// ([`POLICY_SERVER_TIMEOUT`]).
+    pub fn from_bytes_as_policy_server(wasm: &[u8]) -> Result<Self> {
+        Self::with_epoch_deadlines(wasm, POLICY_SERVER_TIMEOUT)
+    }
+
+    /// Compiles a policy module with epoch interruption and these deadlines (in ticks; nothing
+    /// ticks the epoch here, so only a deadline of 0 ever passes).
+    pub fn with_epoch_deadlines(wasm: &[u8], deadlines: EpochDeadlines) -> Result<Self> {
+        Self::compile(wasm, Some(deadlines))
+    }
+
+    fn compile(wasm: &[u8], epoch_deadlines: Option<EpochDeadlines>) -> Result<Self> {
         let context_aware_resources = crate::metadata::context_aware_resources(wasm)?;
-        let pre = WasmtimeEngineProviderBuilder::new()
+        let mut builder = WasmtimeEngineProviderBuilder::new()
             .module_bytes(wasm)
-            .wasi_params(WasiParams::default())
+            .wasi_params(WasiParams::default());
+        if let Some(deadlines) = epoch_deadlines {
+            builder = builder.enable_epoch_interruptions(deadlines);
+        }
+        let pre = builder
             .build_pre()
             .context("cannot compile the policy module")?;
         Ok(Self {
             pre,
+            epoch_deadlines,
             context_aware_resources,
         })
     }
@@ -133,7 +167,7 @@ impl Policy {
     fn call(&self, state: &Arc<HostState>, function: &str, payload: &[u8]) -> Result<Vec<u8>> {
         let engine = self
             .pre
-            .rehydrate(None)
+            .rehydrate(self.epoch_deadlines)
             .context("cannot instantiate the policy")?;
         let state = Arc::clone(state);
         let callback: Box<HostCallback> =

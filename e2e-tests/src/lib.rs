@@ -31,7 +31,7 @@ pub use admission::{
     admission_request, AdmissionResponse, SettingsValidation, Status, ValidationResponse,
     NULL_OBJECT_MUTATION,
 };
-pub use host::{Evaluation, GuestCallFailure, HostCapabilities, Policy};
+pub use host::{Evaluation, GuestCallFailure, HostCapabilities, Policy, POLICY_SERVER_TIMEOUT};
 pub use session::{Exchange, GetResource, HostRequest, HostResponse, Replay, Session};
 
 /// The policy module built from the current sources of the workspace at `workspace`, or the file
