@@ -19,7 +19,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use e2e_tests::{
-    admission_request, GetResource, HostCapabilities, HostRequest, Policy, Replay, Session,
+    Fixture, GetResource, HostCapabilities, HostRequest, Policy, Replay, Session,
     SettingsValidation, Status,
 };
 use serde::Serialize;
@@ -73,26 +73,11 @@ struct Case {
 
 impl Case {
     fn load(dir: &Path) -> Result<Self> {
-        let json = |file: &str| -> Result<Option<Value>> {
-            let path = dir.join(file);
-            if !path.exists() {
-                return Ok(None);
-            }
-            let text = std::fs::read_to_string(&path)?;
-            let value =
-                serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
-            Ok(Some(value))
-        };
-        let request = json("request.json")?.context("no request.json")?;
-        let session_path = dir.join("session.yml");
+        let fixture = Fixture::load(dir)?;
         Ok(Self {
-            request: admission_request(request).map_err(|e| format!("{e:#}")),
-            settings: json("settings.json")?.unwrap_or_else(|| json!({})),
-            session: if session_path.exists() {
-                Session::from_file(&session_path)?
-            } else {
-                Session::default()
-            },
+            request: fixture.request().map_err(|e| format!("{e:#}")),
+            settings: fixture.settings,
+            session: fixture.session.unwrap_or_default(),
         })
     }
 }

@@ -8,7 +8,7 @@ mod hollow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use e2e_tests::{admission_request, HostResponse, Session};
+use e2e_tests::Fixture;
 use serde_json::{json, Value};
 use wapc::{HostCallback, WapcHost, WasiParams};
 use workload_identity_policy::host::{service_account_request, ServiceAccountRef};
@@ -42,36 +42,16 @@ fn run(wasm: &[u8], payload: &[u8], answer: &[u8]) -> (Vec<u8>, Vec<Call>) {
     (output, calls)
 }
 
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn the_hollow_guest_costs_the_host_what_ours_does() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm_path = e2e_tests::policy_wasm(&workspace).expect("policy.wasm builds");
     let ours = std::fs::read(&wasm_path).expect("policy.wasm is readable");
     for case in ["aws-basic-default-sa", "caller-pod-create-stamped"] {
-        let dir = workspace.join("fixtures").join(case);
-        let request = admission_request(read_json(&dir.join("request.json"))).expect("a request");
-        let settings = if dir.join("settings.json").exists() {
-            read_json(&dir.join("settings.json"))
-        } else {
-            json!({})
-        };
-        let account = dir.join("session.yml").exists().then(|| {
-            let session = Session::from_file(&dir.join("session.yml")).expect("a session");
-            match session.exchanges() {
-                [only] => match &only.response {
-                    HostResponse::Success { payload } => {
-                        serde_json::from_str::<Value>(payload).expect("a ServiceAccount")
-                    }
-                    HostResponse::Error { .. } => panic!("{case}: the lookup fails"),
-                },
-                other => panic!("{case}: {} lookups", other.len()),
-            }
-        });
+        let fixture = Fixture::load(&workspace.join("fixtures").join(case)).expect("a fixture");
+        let request = fixture.request().expect("a request");
+        let settings = fixture.settings.clone();
+        let account = fixture.service_account().expect("at most one lookup");
         let payload =
             serde_json::to_vec(&json!({"request": request, "settings": settings})).expect("JSON");
         let answer = account

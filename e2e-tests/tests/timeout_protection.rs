@@ -4,30 +4,22 @@
 
 use std::path::Path;
 
-use e2e_tests::{admission_request, HostCapabilities, Policy, Session};
-use serde_json::{json, Value};
+use e2e_tests::{Fixture, HostCapabilities, Policy};
+use serde_json::Value;
 use wasmtime_provider::EpochDeadlines;
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// A fixture's request, settings and host capabilities.
 fn case(workspace: &Path, name: &str) -> (Value, Value, HostCapabilities) {
-    let dir = workspace.join("fixtures").join(name);
-    let request = admission_request(read_json(&dir.join("request.json"))).expect("a request");
-    let settings = if dir.join("settings.json").exists() {
-        read_json(&dir.join("settings.json"))
-    } else {
-        json!({})
-    };
-    let capabilities = if dir.join("session.yml").exists() {
-        HostCapabilities::replay(Session::from_file(&dir.join("session.yml")).expect("a session"))
-    } else {
-        HostCapabilities::default()
-    };
-    (request, settings, capabilities)
+    let fixture = Fixture::load(&workspace.join("fixtures").join(name)).expect("a fixture");
+    let capabilities = fixture
+        .session
+        .clone()
+        .map_or_else(HostCapabilities::default, HostCapabilities::replay);
+    (
+        fixture.request().expect("a request"),
+        fixture.settings,
+        capabilities,
+    )
 }
 
 #[test]

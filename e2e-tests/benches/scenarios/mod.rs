@@ -18,7 +18,7 @@ pub mod hollow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use e2e_tests::{admission_request, HostResponse, Session};
+use e2e_tests::{admission_request, Fixture};
 use serde_json::{json, Value};
 use workload_identity_policy::host::{service_account_request, ServiceAccountRef};
 
@@ -161,29 +161,14 @@ pub fn scenarios(workspace: &Path, peer: Option<&Peer>) -> Result<Vec<Scenario>>
     };
     // A fixture as it is: its request, settings and the ServiceAccount its session answers.
     let fixture = |case: &str, expect: Expect, pod: bool| -> Result<Scenario> {
-        let settings_path = fixtures.join(case).join("settings.json");
-        let session_path = fixtures.join(case).join("session.yml");
-        let service_account = if session_path.exists() {
-            let session = Session::from_file(&session_path)?;
-            match session.exchanges() {
-                [] => None,
-                [only] => match &only.response {
-                    HostResponse::Success { payload } => Some(serde_json::from_str(payload)?),
-                    HostResponse::Error { .. } => None,
-                },
-                _ => anyhow::bail!("{case}: more than one lookup"),
-            }
-        } else {
-            None
-        };
+        let recorded = Fixture::load(&fixtures.join(case))?;
+        let service_account = recorded
+            .service_account()
+            .with_context(|| format!("fixture {case}"))?;
         Ok(Scenario {
             name: case.to_string(),
-            request: admission_request(read(case, "request.json")?)?,
-            settings: if settings_path.exists() {
-                read(case, "settings.json")?
-            } else {
-                json!({})
-            },
+            request: recorded.request()?,
+            settings: recorded.settings,
             service_account,
             expect,
             table: Table::Peer,
