@@ -22,17 +22,7 @@ pub struct Fixture {
 impl Fixture {
     /// Reads the case in `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let json = |file: &str| -> Result<Option<Value>> {
-            let path = dir.join(file);
-            if !path.exists() {
-                return Ok(None);
-            }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", path.display()))?;
-            Ok(Some(value))
-        };
+        let json = |file: &str| optional_json(&dir.join(file));
         let session_path = dir.join("session.yml");
         Ok(Self {
             review: json("request.json")?
@@ -68,4 +58,16 @@ impl Fixture {
             more => bail!("{} lookups in the session, expected one", more.len()),
         }
     }
+}
+
+/// The JSON document in the file at `path`, `None` when there is no such file.
+pub fn optional_json(path: &Path) -> Result<Option<Value>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(Some(value))
 }

@@ -32,7 +32,7 @@ pub use admission::{
     admission_request, AdmissionResponse, SettingsValidation, Status, ValidationResponse,
     NULL_OBJECT_MUTATION,
 };
-pub use fixture::Fixture;
+pub use fixture::{optional_json, Fixture};
 pub use host::{Evaluation, GuestCallFailure, HostCapabilities, Policy, POLICY_SERVER_TIMEOUT};
 pub use session::{Exchange, GetResource, HostRequest, HostResponse, Replay, Session};
 

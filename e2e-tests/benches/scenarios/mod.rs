@@ -18,7 +18,7 @@ pub mod hollow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use e2e_tests::{admission_request, Fixture};
+use e2e_tests::{admission_request, optional_json, Fixture};
 use serde_json::{json, Value};
 use workload_identity_policy::host::{service_account_request, ServiceAccountRef};
 
@@ -116,17 +116,7 @@ impl Peer {
             )));
         }
         let dir = wasm.parent().unwrap_or(Path::new("."));
-        let read = |file: &str| -> Result<Option<Value>> {
-            let path = dir.join(file);
-            if !path.is_file() {
-                return Ok(None);
-            }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Ok(Some(serde_json::from_str(&text).with_context(|| {
-                format!("{} is not JSON", path.display())
-            })?))
-        };
+        let read = |file: &str| optional_json(&dir.join(file));
         // Without its settings file: the settings under which v1.0.8 mutates a pod.
         let settings = read("settings.json")?.unwrap_or_else(|| {
             json!({"allowed_capabilities": ["CHOWN", "KILL"],
@@ -155,9 +145,7 @@ pub fn scenarios(workspace: &Path, peer: Option<&Peer>) -> Result<Vec<Scenario>>
     let fixtures = workspace.join("fixtures");
     let read = |case: &str, file: &str| -> Result<Value> {
         let path = fixtures.join(case).join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+        optional_json(&path)?.with_context(|| format!("no {}", path.display()))
     };
     // A fixture as it is: its request, settings and the ServiceAccount its session answers.
     let fixture = |case: &str, expect: Expect, pod: bool| -> Result<Scenario> {
