@@ -12,8 +12,7 @@ POLICY_RUN := target/release/policy-run
 # The example `make run` evaluates; override with EXAMPLE=fixtures/<case>.
 EXAMPLE ?= fixtures/both-providers
 
-.PHONY: doc-floor.wasm
-.PHONY: all target annotate publish check-kwctl check-publish run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
+.PHONY: all doc-floor.wasm target annotate publish check-kwctl check-publish run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
 .PHONY: playground playground-serve playground-test
 
 all: policy.wasm
@@ -28,16 +27,18 @@ WASM_OPT ?= wasm-opt
 WASM_OPT_FLAGS ?= -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
 	--enable-mutable-globals --enable-multivalue --enable-reference-types
 
+# $(call optimise,IN,OUT): OUT is IN through wasm-opt, or IN as is without it.
+optimise = if command -v $(WASM_OPT) >/dev/null 2>&1; then \
+		echo "$(WASM_OPT) $(WASM_OPT_FLAGS) -o $(2) $(1)"; \
+		$(WASM_OPT) $(WASM_OPT_FLAGS) -o $(2) $(1); \
+	else \
+		echo "wasm-opt not found (Debian: apt-get install -y binaryen): $(2) is not optimised"; \
+		cp $(1) $(2); \
+	fi && echo "$(2): $$(wc -c < $(2)) bytes"
+
 policy.wasm: target FORCE
 	$(CARGO) build --locked --release --target $(WASM_TARGET) --target-dir $(TARGET_DIR) -p workload-identity-policy --lib
-	@if command -v $(WASM_OPT) >/dev/null 2>&1; then \
-		echo "$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm $(WASM_OUT)"; \
-		$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm $(WASM_OUT); \
-	else \
-		echo "wasm-opt not found (Debian: apt-get install -y binaryen): policy.wasm is not optimised"; \
-		cp $(WASM_OUT) policy.wasm; \
-	fi
-	@echo "policy.wasm: $$(wc -c < policy.wasm) bytes"
+	@$(call optimise,$(WASM_OUT),policy.wasm)
 
 # The benches' document-floor guest (e2e-tests/guests/doc_floor.rs), built and optimised like
 # policy.wasm: it only reads the pod into a document and hands it back (BENCHMARKS.md).
@@ -45,10 +46,7 @@ DOC_FLOOR_OUT = $(TARGET_DIR)/$(WASM_TARGET)/release/examples/doc_floor_guest.wa
 doc-floor.wasm: target FORCE
 	@mkdir -p target
 	$(CARGO) build --locked --release --target $(WASM_TARGET) --target-dir $(TARGET_DIR) -p workload-identity-policy --example doc-floor-guest
-	@if command -v $(WASM_OPT) >/dev/null 2>&1; then \
-		$(WASM_OPT) $(WASM_OPT_FLAGS) -o target/doc-floor.wasm $(DOC_FLOOR_OUT); \
-	else cp $(DOC_FLOOR_OUT) target/doc-floor.wasm; fi
-	@echo "target/doc-floor.wasm: $$(wc -c < target/doc-floor.wasm) bytes"
+	@$(call optimise,$(DOC_FLOOR_OUT),target/doc-floor.wasm)
 
 # kwctl (Kubewarden's CLI): KWCTL=/path/to/kwctl, else `kwctl` on PATH, else the
 # workplace's copy beside the project (../shared/tools/kwctl) when there is one.

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e_tests::{HostCapabilities, Policy, Session};
+use e2e_tests::Policy;
 use scenarios::{human, ratio, Expect, Peer, Scenario, Table};
 use serde_json::Value;
 
@@ -283,15 +283,11 @@ struct Row {
 /// The hollow guest of `scenario`: ours' answer (from the e2e-tests host, with one lookup
 /// answered) baked in, with our lookup when ours makes one.
 fn hollow_module(ours: &Policy, scenario: &Scenario) -> Result<Vec<u8>> {
-    let capabilities = match &scenario.service_account {
-        Some(sa) => HostCapabilities::replay(Session::from_yaml(&scenarios::session_yaml(
-            &scenario.request,
-            sa,
-            1,
-        )?)?),
-        None => HostCapabilities::default(),
-    };
-    let evaluation = ours.validate(&scenario.request, &scenario.settings, &capabilities)?;
+    let evaluation = ours.validate(
+        &scenario.request,
+        &scenario.settings,
+        &scenario.capabilities()?,
+    )?;
     scenarios::hollow_module(scenario, &evaluation.validation)
 }
 

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use criterion::{Criterion, SamplingMode};
-use e2e_tests::{HostCapabilities, Policy, Session};
+use e2e_tests::{HostCapabilities, Policy};
 use scenarios::{human, ratio, Expect, Peer, Scenario, Table, INSTANCE_ONLY, SERIES};
 use serde_json::{json, Value};
 use workload_identity_policy::host::{Lookup, ServiceAccountRef};
@@ -57,15 +57,11 @@ const SIZE_TARGET_KIB: f64 = 768.0;
 fn main() -> Result<()> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm_path = e2e_tests::policy_wasm(&workspace)?;
-    let wasm = std::fs::read(&wasm_path)
-        .with_context(|| format!("cannot read {}", wasm_path.display()))?;
-    let ours = Policy::from_bytes_as_policy_server(&wasm)?;
+    let ours = Module::load(&wasm_path)?;
     let peer = match Peer::find(&workspace)? {
         Ok(peer) => {
-            let bytes = std::fs::read(&peer.wasm)
-                .with_context(|| format!("cannot read {}", peer.wasm.display()))?;
-            let policy = Policy::from_bytes_as_policy_server(&bytes)?;
-            Some((peer, policy, bytes.len()))
+            let module = Module::load(&peer.wasm)?;
+            Some((peer, module))
         }
         Err(notice) => {
             eprintln!("NOTICE: {notice}");
@@ -74,11 +70,7 @@ fn main() -> Result<()> {
         }
     };
     let doc_floor = match std::env::var_os("DOC_FLOOR_WASM").filter(|p| !p.is_empty()) {
-        Some(path) => {
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("cannot read {}", Path::new(&path).display()))?;
-            Some(Policy::from_bytes_as_policy_server(&bytes)?)
-        }
+        Some(path) => Some(Module::load(Path::new(&path))?),
         None => {
             let notice =
                 "DOC_FLOOR_WASM is not set (make doc-floor.wasm builds it): no doc-floor column";
@@ -89,11 +81,10 @@ fn main() -> Result<()> {
     };
     let modules = Modules {
         ours: &ours,
-        ours_bytes: &wasm,
-        peer: peer.as_ref().map(|(p, policy, _)| (p, policy)),
+        peer: peer.as_ref().map(|(p, module)| (p, module)),
         doc_floor: doc_floor.as_ref(),
     };
-    let scenarios = scenarios::scenarios(&workspace, peer.as_ref().map(|(p, _, _)| p))?;
+    let scenarios = scenarios::scenarios(&workspace, peer.as_ref().map(|(p, _)| p))?;
     let prepared = scenarios
         .into_iter()
         .map(|s| Prepared::new(s, &modules))
@@ -119,7 +110,9 @@ fn main() -> Result<()> {
         group.sampling_mode(SamplingMode::Flat);
         if case.scenario.ours {
             group.bench_function("ours", |b| {
-                b.iter_custom(|iters| samples.time(name, Measure::Ours, iters, || case.ours(&ours)))
+                b.iter_custom(|iters| {
+                    samples.time(name, Measure::Ours, iters, || case.ours(&ours.policy))
+                })
             });
         }
         if let Some(hollow) = &case.hollow {
@@ -129,14 +122,14 @@ fn main() -> Result<()> {
                 })
             });
         }
-        if let (true, Some(floor)) = (case.doc_floor, modules.doc_floor) {
+        if let (true, Some(Module { policy: floor, .. })) = (case.doc_floor, modules.doc_floor) {
             group.bench_function("doc-floor", |b| {
                 b.iter_custom(|iters| {
                     samples.time(name, Measure::DocFloor, iters, || case.ours(floor))
                 })
             });
         }
-        if let (Some(peer), Some((_, policy))) = (&case.peer, modules.peer) {
+        if let (Some(peer), Some((_, Module { policy, .. }))) = (&case.peer, modules.peer) {
             group.bench_function("peer", |b| {
                 b.iter_custom(|iters| {
                     samples.time(name, Measure::Peer, iters, || peer.evaluate(policy))
@@ -156,9 +149,9 @@ fn main() -> Result<()> {
     criterion.final_summary();
 
     let sizes = Sizes {
-        ours: wasm.len(),
+        ours: ours.bytes.len(),
         ours_path: wasm_path.display().to_string(),
-        peer: peer.as_ref().map(|(_, _, len)| *len),
+        peer: peer.as_ref().map(|(_, module)| module.bytes.len()),
     };
     let table = tables(&prepared, &samples, &sizes);
     if table.is_empty() {
@@ -187,38 +180,41 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
         .find(|c| c.scenario.name == name)
         .with_context(|| format!("BENCH_LOOP: no scenario {name:?}"))?;
     if let Some(who) = measure.strip_suffix("-warm") {
-        let (wasm, payload) = match who {
-            "ours" => (modules.ours_bytes, case.payload.clone()),
+        return match who {
+            "ours" => warm_loop(
+                &modules.ours.bytes,
+                &case.payload,
+                case.scenario.service_account.clone(),
+                n,
+            ),
             "peer" => {
-                let (Some(peer), Some((p, _))) = (&case.peer, modules.peer) else {
+                let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
                     anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
                 };
-                let bytes = std::fs::read(&p.wasm)?;
                 let payload = serde_json::to_vec(
                     &json!({"request": peer.request, "settings": peer.settings}),
                 )?;
-                return warm_loop(&bytes, &payload, None, n);
+                warm_loop(&module.bytes, &payload, None, n)
             }
             "doc-floor" => {
-                let path = std::env::var_os("DOC_FLOOR_WASM")
+                let module = modules
+                    .doc_floor
                     .context("BENCH_LOOP: DOC_FLOOR_WASM is not set")?;
-                let bytes = std::fs::read(&path)?;
-                return warm_loop(&bytes, &case.payload, None, n);
+                warm_loop(&module.bytes, &case.payload, None, n)
             }
             other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}-warm"),
         };
-        return warm_loop(wasm, &payload, case.scenario.service_account.clone(), n);
     }
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
         match measure {
-            "ours" => drop(black_box(case.ours(modules.ours)?)),
+            "ours" => drop(black_box(case.ours(&modules.ours.policy)?)),
             "peer" => {
-                let (Some(peer), Some((_, policy))) = (&case.peer, modules.peer) else {
+                let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
                     anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
                 };
-                drop(black_box(peer.evaluate(policy)?));
+                drop(black_box(peer.evaluate(&module.policy)?));
             }
             "native" => drop(black_box(case.native())),
             "floor" => drop(black_box(case.floor())),
@@ -234,7 +230,7 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
                     .doc_floor
                     .filter(|_| case.doc_floor)
                     .context("BENCH_LOOP: no doc-floor guest (DOC_FLOOR_WASM) for this row")?;
-                drop(black_box(case.ours(floor)?));
+                drop(black_box(case.ours(&floor.policy)?));
             }
             other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}"),
         }
@@ -285,12 +281,27 @@ fn report_loop(mut times: Vec<Duration>) {
     );
 }
 
+/// A module as read (for the one-instance loops) and compiled as policy-server compiles it.
+struct Module {
+    bytes: Vec<u8>,
+    policy: Policy,
+}
+
+impl Module {
+    fn load(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let policy = Policy::from_bytes_as_policy_server(&bytes)
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(Self { bytes, policy })
+    }
+}
+
 struct Modules<'a> {
-    ours: &'a Policy,
-    ours_bytes: &'a [u8],
-    peer: Option<(&'a Peer, &'a Policy)>,
+    ours: &'a Module,
+    peer: Option<(&'a Peer, &'a Module)>,
     /// The document-floor guest (`DOC_FLOOR_WASM`).
-    doc_floor: Option<&'a Policy>,
+    doc_floor: Option<&'a Module>,
 }
 
 /// The in-memory lookup of the native run.
@@ -335,15 +346,12 @@ impl Prepared {
     /// the scenario says.
     fn new(scenario: Scenario, modules: &Modules) -> Result<Self> {
         let name = scenario.name.clone();
-        let session = match &scenario.service_account {
-            Some(sa) => Session::from_yaml(&scenarios::session_yaml(&scenario.request, sa, 1)?)?,
-            None => Session::default(),
-        };
+        let capabilities = scenario.capabilities()?;
         let payload = serde_json::to_vec(
             &json!({"request": scenario.request, "settings": scenario.settings}),
         )?;
         let peer = match (scenario.peer, modules.peer) {
-            (Some(expect), Some((peer, policy))) => {
+            (Some(expect), Some((peer, Module { policy, .. }))) => {
                 let case = PeerCase {
                     request: scenario.request.clone(),
                     settings: peer.settings.clone(),
@@ -369,7 +377,7 @@ impl Prepared {
             _ => None,
         };
         let mut prepared = Self {
-            capabilities: HostCapabilities::replay(session),
+            capabilities,
             lookup: MemoryLookup(scenario.service_account.clone()),
             payload,
             peer,
@@ -381,11 +389,12 @@ impl Prepared {
             ensure!(
                 modules
                     .ours
+                    .policy
                     .validate_settings(&prepared.scenario.settings)?
                     .valid,
                 "{name}: settings refused"
             );
-            let evaluation = prepared.ours(modules.ours)?;
+            let evaluation = prepared.ours(&modules.ours.policy)?;
             let native =
                 workload_identity_policy::validate_payload(&prepared.payload, &prepared.lookup);
             ensure!(
@@ -412,7 +421,7 @@ impl Prepared {
             if prepared.scenario.table == Table::Peer {
                 prepared.hollow = Some(prepared.hollow_of(&evaluation)?);
                 if let Some(floor) = modules.doc_floor {
-                    prepared.check_doc_floor(floor)?;
+                    prepared.check_doc_floor(&floor.policy)?;
                     prepared.doc_floor = true;
                 }
             }

@@ -9,7 +9,10 @@
 //! guest that parses the pod into a document, as both ours and the peer do, can give our answer:
 //! `floor/peer` above a target means no such guest can meet it there (BENCHMARKS.md).
 //!
-//! Built by `make floor-guest.wasm` (`cargo build --example floor-guest`); natively it is empty.
+//! Its `wapc_init` registers the same three functions as the policy's (`src/lib.rs`) on purpose:
+//! the SDK's waPC runtime then costs it exactly what it costs ours.
+//!
+//! Built by `make doc-floor.wasm` (`cargo build --example doc-floor-guest`); natively it is empty.
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod wapc {

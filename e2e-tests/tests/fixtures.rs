@@ -24,7 +24,7 @@ use e2e_tests::{
 };
 use serde::Serialize;
 use serde_json::{json, Value};
-use workload_identity_policy::host::{Lookup, ServiceAccountRef};
+use workload_identity_policy::host::{service_account_request, Lookup, ServiceAccountRef};
 
 /// The golden expectation of a case whose settings are valid.
 #[derive(Serialize)]
@@ -91,14 +91,11 @@ struct NativeLookup {
 impl Lookup for NativeLookup {
     fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
         self.calls.set(self.calls.get() + 1);
-        let request = HostRequest::KubernetesGetResource(GetResource {
-            api_version: "v1".into(),
-            kind: "ServiceAccount".into(),
-            name: sa.name.clone(),
-            namespace: Some(sa.namespace.clone()),
-            disable_cache: false,
-            field_masks: None,
-        });
+        // The request the guest sends (`host::service_account_request`), as the host reads it.
+        let request = serde_json::to_value(service_account_request(sa))
+            .and_then(serde_json::from_value::<GetResource>)
+            .map_err(|e| format!("the lookup request does not read as a GetResource: {e}"))?;
+        let request = HostRequest::KubernetesGetResource(request);
         let payload = self.replay.answer(&request)?;
         serde_json::from_slice(&payload).map_err(|e| format!("recorded payload is not JSON: {e}"))
     }

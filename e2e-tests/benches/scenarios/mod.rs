@@ -18,7 +18,7 @@ pub mod hollow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use e2e_tests::{admission_request, optional_json, Fixture};
+use e2e_tests::{admission_request, optional_json, Fixture, HostCapabilities, Session};
 use serde_json::{json, Value};
 use workload_identity_policy::host::{service_account_request, ServiceAccountRef};
 
@@ -90,6 +90,16 @@ impl Scenario {
     /// The growth series rows (ours against the floor, and the peer).
     pub fn is_series(&self) -> bool {
         SERIES.iter().any(|&n| self.name == series_name(n))
+    }
+
+    /// What kwctl is given for one evaluation of this row: context-aware access, and a session
+    /// answering our one lookup with the row's ServiceAccount (empty when it has none).
+    pub fn capabilities(&self) -> Result<HostCapabilities> {
+        let session = match &self.service_account {
+            Some(sa) => Session::from_yaml(&session_yaml(&self.request, sa, 1)?)?,
+            None => Session::default(),
+        };
+        Ok(HostCapabilities::replay(session))
     }
 }
 
