@@ -13,11 +13,14 @@
 //! validate), and the caller then takes the other path, which says what is
 //! wrong exactly as it always did.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::settings::Settings;
@@ -157,7 +160,7 @@ fn describe_json_error(error: &serde_json::Error) -> String {
 /// those two return on the same payload; it only skips the work for the
 /// parts the policy never reads: they are checked as strictly as a `Value`
 /// parse checks them (UTF-8, escapes, numbers, nesting depth), then dropped.
-pub fn decode(payload: &[u8]) -> Option<(Input, Settings)> {
+pub fn decode(payload: &[u8]) -> Option<(Input, Rc<Settings>)> {
     let envelope: Envelope = serde_json::from_slice(payload).ok()?;
     let Request {
         uid,
@@ -177,11 +180,8 @@ pub fn decode(payload: &[u8]) -> Option<(Input, Settings)> {
         return None;
     }
     let settings = match envelope.settings {
-        None => Settings::default(),
-        Some(settings) => {
-            settings.validate().ok()?;
-            settings
-        }
+        None => Rc::new(Settings::default()),
+        Some(text) => settings_of(text.get().as_bytes())?,
     };
     let input = Input {
         uid,
@@ -198,11 +198,43 @@ pub fn decode(payload: &[u8]) -> Option<(Input, Settings)> {
 
 /// `{"request": ..., "settings": ...}`; the last of duplicate keys wins, as
 /// in a `Value`.
-struct Envelope {
+struct Envelope<'de> {
     /// `None` when the last `request` is not an object.
     request: Option<Request>,
-    /// `None` when absent or `null` (the defaults, unchecked, as `from_value`).
-    settings: Option<Settings>,
+    /// The settings' text, checked as JSON; `None` when absent or `null`
+    /// (the defaults, unchecked, as `from_value`).
+    settings: Option<&'de RawValue>,
+}
+
+thread_local! {
+    /// The settings this instance decoded last, by their exact text. Every
+    /// payload carries the settings, and a fresh instance (policy-server)
+    /// decodes them once anyway; an instance that serves many requests
+    /// (kwctl bench, a host that reuses instances) decodes them once for
+    /// all the requests with the same settings instead of once each.
+    static LAST_SETTINGS: Cell<Option<(Box<[u8]>, Rc<Settings>)>> = const { Cell::new(None) };
+}
+
+/// Decoded and validated settings for this text, from [`LAST_SETTINGS`]
+/// when the text is byte for byte the last one's. `None` when they do not
+/// decode or validate (the two-step path then says why).
+fn settings_of(text: &[u8]) -> Option<Rc<Settings>> {
+    LAST_SETTINGS.with(|last| {
+        if let Some((cached, settings)) = last.take() {
+            if *cached == *text {
+                let hit = Rc::clone(&settings);
+                last.set(Some((cached, settings)));
+                return Some(hit);
+            }
+        }
+        let settings: Settings =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(text))
+                .ok()?;
+        settings.validate().ok()?;
+        let settings = Rc::new(settings);
+        last.set(Some((text.into(), Rc::clone(&settings))));
+        Some(settings)
+    })
 }
 
 #[derive(Default)]
@@ -460,8 +492,8 @@ impl<'de, R: Shape<'de>> Visitor<'de> for ShapeVisitor<R> {
     }
 }
 
-impl<'de> Deserialize<'de> for Envelope {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Envelope, D::Error> {
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Envelope<'de>, D::Error> {
         ShapeVisitor(Envelope {
             request: None,
             settings: None,
@@ -470,22 +502,22 @@ impl<'de> Deserialize<'de> for Envelope {
     }
 }
 
-impl<'de> ReadObject<'de> for Envelope {
-    type Out = Envelope;
+impl<'de> ReadObject<'de> for Envelope<'de> {
+    type Out = Envelope<'de>;
     fn entry<A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<(), A::Error> {
         match key {
             Key::Request => self.request = map.next_value_seed(ShapeVisitor(Request::default()))?,
-            Key::Settings => self.settings = map.next_value::<SettingsField>()?.0,
+            Key::Settings => self.settings = map.next_value()?,
             _ => {
                 map.next_value::<Skip>()?;
             }
         }
         Ok(())
     }
-    fn finish(self) -> Envelope {
+    fn finish(self) -> Envelope<'de> {
         self
     }
-    fn not_object() -> Envelope {
+    fn not_object() -> Envelope<'de> {
         Envelope {
             request: None,
             settings: None,
@@ -602,39 +634,6 @@ impl<'de> Shape<'de> for Extra {
     }
 }
 
-/// The payload's `settings`, decoded from the text straight into
-/// [`Settings`]; `None` for `null`. Any error ends the one-pass decoding.
-struct SettingsField(Option<Settings>);
-
-impl<'de> Deserialize<'de> for SettingsField {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SettingsField, D::Error> {
-        struct SettingsVisitor;
-        impl<'de> Visitor<'de> for SettingsVisitor {
-            type Value = SettingsField;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("policy settings")
-            }
-            fn visit_none<E>(self) -> Result<SettingsField, E> {
-                Ok(SettingsField(None))
-            }
-            fn visit_unit<E>(self) -> Result<SettingsField, E> {
-                Ok(SettingsField(None))
-            }
-            fn visit_some<D: Deserializer<'de>>(
-                self,
-                deserializer: D,
-            ) -> Result<SettingsField, D::Error> {
-                // Through serde_path_to_error, as `Settings::from_json` decodes: the
-                // same (monomorphised) decoder, not a second copy in the module.
-                serde_path_to_error::deserialize(deserializer)
-                    .map(|s| SettingsField(Some(s)))
-                    .map_err(serde_path_to_error::Error::into_inner)
-            }
-        }
-        deserializer.deserialize_option(SettingsVisitor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,7 +663,7 @@ mod tests {
         }
         assert_eq!(fast, input, "{}", String::from_utf8_lossy(payload));
         assert_eq!(
-            fast_settings,
+            *fast_settings,
             settings,
             "{}",
             String::from_utf8_lossy(payload)
@@ -702,6 +701,40 @@ mod tests {
             decoded += usize::from(valid);
         }
         assert!(decoded > 100, "only {decoded} fixtures decoded");
+    }
+
+    /// The settings of a payload are decoded once per distinct text on an
+    /// instance that serves many requests, and never reused for another text.
+    #[test]
+    fn settings_are_reused_only_for_the_same_text() {
+        let request = json!({"uid": "1", "kind": {"group": "", "kind": "Pod"},
+            "operation": "CREATE", "namespace": "a", "object": {"metadata": {"name": "p"}}});
+        let eu = payload(request.clone(), json!({"aws": {"region": "eu-west-1"}}));
+        let us = payload(request.clone(), json!({"aws": {"region": "us-east-1"}}));
+        let region = |bytes: &[u8]| decode(bytes).and_then(|(_, s)| s.aws.region.clone());
+        let (_, first) = decode(&eu).unwrap();
+        let (_, again) = decode(&eu).unwrap();
+        assert!(Rc::ptr_eq(&first, &again), "the same text is decoded once");
+        assert_eq!(region(&us), Some("us-east-1".to_string()));
+        assert_eq!(region(&eu), Some("eu-west-1".to_string()));
+        // Whitespace alone makes another text: decoded again, to the same settings.
+        let spaced = format!(
+            r#"{{"request": {request}, "settings": {{ "aws": {{"region": "eu-west-1"}} }}}}"#
+        );
+        let (_, respaced) = decode(spaced.as_bytes()).unwrap();
+        assert!(!Rc::ptr_eq(&first, &respaced));
+        assert_eq!(*first, *respaced);
+        // Settings that do not validate after valid ones: no answer, nothing stale.
+        let bad = payload(
+            request.clone(),
+            json!({"aws": {"tokenExpirationSeconds": 1}}),
+        );
+        assert!(decode(&bad).is_none());
+        assert!(decode(&bad).is_none());
+        assert_eq!(region(&eu), Some("eu-west-1".to_string()));
+        // No settings: the defaults, whatever was decoded before.
+        let none = serde_json::to_vec(&json!({"request": request})).unwrap();
+        assert_eq!(*decode(&none).unwrap().1, Settings::default());
     }
 
     #[test]
