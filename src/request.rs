@@ -206,13 +206,16 @@ struct Envelope<'de> {
     settings: Option<&'de RawValue>,
 }
 
+/// Settings text and what it decoded to.
+type Decoded = (Box<[u8]>, Rc<Settings>);
+
 thread_local! {
     /// The settings this instance decoded last, by their exact text. Every
     /// payload carries the settings, and a fresh instance (policy-server)
     /// decodes them once anyway; an instance that serves many requests
     /// (kwctl bench, a host that reuses instances) decodes them once for
     /// all the requests with the same settings instead of once each.
-    static LAST_SETTINGS: Cell<Option<(Box<[u8]>, Rc<Settings>)>> = const { Cell::new(None) };
+    static LAST_SETTINGS: Cell<Option<Decoded>> = const { Cell::new(None) };
 }
 
 /// Decoded and validated settings for this text, from [`LAST_SETTINGS`]
