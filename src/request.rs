@@ -230,9 +230,7 @@ fn settings_of(text: &[u8]) -> Option<Rc<Settings>> {
                 return Some(hit);
             }
         }
-        let settings: Settings =
-            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(text))
-                .ok()?;
+        let settings: Settings = serde_json::from_slice(text).ok()?;
         settings.validate().ok()?;
         let settings = Rc::new(settings);
         last.set(Some((text.into(), Rc::clone(&settings))));
