@@ -6,12 +6,14 @@
 //!
 //! Two decoders give the same answer: [`decode`], one pass over the payload
 //! text that builds a `Value` only for the object (and the old object of an
-//! UPDATE) and decodes the settings straight into [`Settings`], and
-//! [`Input::from_payload`], which parses the whole payload into a `Value`
-//! first. [`decode`] gives up (`None`) on anything unusual (a JSON error, a
-//! `request` that is not an object, settings that do not decode or
-//! validate), and the caller then takes the other path, which says what is
-//! wrong exactly as it always did.
+//! UPDATE) and decodes the settings' text straight into [`Settings`] (with
+//! plain serde_json, and only when the text differs from the last payload's,
+//! see `LAST_SETTINGS`), and [`Input::from_payload`], which parses the
+//! whole payload into a `Value` first. [`decode`] gives up (`None`) on
+//! anything unusual (a JSON error, a `request` that is not an object,
+//! settings that do not decode or validate), and the caller then takes the
+//! other path, which says what is wrong exactly as it always did (naming the
+//! field through serde_path_to_error).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
