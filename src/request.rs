@@ -232,9 +232,7 @@ fn settings_of(text: &[u8]) -> Option<Rc<Settings>> {
                 return Some(hit);
             }
         }
-        let settings: Settings = serde_json::from_slice(text).ok()?;
-        settings.validate().ok()?;
-        let settings = Rc::new(settings);
+        let settings = Rc::new(Settings::from_payload_text(text)?);
         last.set(Some((text.into(), Rc::clone(&settings))));
         Some(settings)
     })
