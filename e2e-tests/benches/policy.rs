@@ -31,6 +31,8 @@
 //! the module sizes. `make bench` runs this with a native release profile on the shipped
 //! `policy.wasm`; see BENCHMARKS.md.
 
+#[path = "scenarios/pages.rs"]
+mod pages;
 mod scenarios;
 
 use std::cell::RefCell;
@@ -168,7 +170,10 @@ fn main() -> Result<()> {
 /// machine: run it with two values of `n` and divide the difference). Measures: `ours`, `peer`,
 /// `native`, `floor`, `hollow`, `doc-floor`, and `ours-warm` / `peer-warm` / `doc-floor-warm`:
 /// the guest's `validate` on ONE instance reused for every call (kwctl bench's cost model,
-/// without its host's own work).
+/// without its host's own work); `ours-pages` / `peer-pages` / `doc-floor-pages`: the pages of
+/// linear memory one fresh instance writes for the request (`scenarios/pages.rs`);
+/// `<ours|path to a module>-profile`: `n` fresh evaluations with wasmtime's perf map on, for
+/// `perf record` (a module with its name section names the guest's functions).
 fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()> {
     let mut parts = spec.rsplitn(3, ':');
     let (Some(n), Some(measure), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
@@ -179,6 +184,36 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
         .iter()
         .find(|c| c.scenario.name == name)
         .with_context(|| format!("BENCH_LOOP: no scenario {name:?}"))?;
+    if let Some(who) = measure.strip_suffix("-profile") {
+        let account = case.scenario.service_account.as_ref();
+        let wasm = match who {
+            "ours" => modules.ours.bytes.clone(),
+            other => std::fs::read(other).with_context(|| format!("BENCH_LOOP: {other}"))?,
+        };
+        return pages::profile(&wasm, &case.payload, account, n);
+    }
+    if let Some(who) = measure.strip_suffix("-pages") {
+        let account = case.scenario.service_account.as_ref();
+        return match who {
+            "ours" => pages::report(&modules.ours.bytes, &case.payload, account),
+            "peer" => {
+                let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
+                    anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
+                };
+                let payload = serde_json::to_vec(
+                    &json!({"request": peer.request, "settings": peer.settings}),
+                )?;
+                pages::report(&module.bytes, &payload, None)
+            }
+            "doc-floor" => {
+                let module = modules
+                    .doc_floor
+                    .context("BENCH_LOOP: DOC_FLOOR_WASM is not set")?;
+                pages::report(&module.bytes, &case.payload, None)
+            }
+            other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}-pages"),
+        };
+    }
     if let Some(who) = measure.strip_suffix("-warm") {
         return match who {
             "ours" => warm_loop(
