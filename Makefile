@@ -12,7 +12,7 @@ POLICY_RUN := target/release/policy-run
 # The example `make run` evaluates; override with EXAMPLE=fixtures/<case>.
 EXAMPLE ?= fixtures/both-providers
 
-.PHONY: all doc-floor.wasm target annotate publish check-kwctl check-publish run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
+.PHONY: all doc-floor.wasm splice-floor.wasm target annotate publish check-kwctl check-publish run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
 .PHONY: playground playground-serve playground-test
 
 all: policy.wasm
@@ -47,6 +47,14 @@ doc-floor.wasm: target FORCE
 	@mkdir -p target
 	$(CARGO) build --locked --release --target $(WASM_TARGET) --target-dir $(TARGET_DIR) -p workload-identity-policy --example doc-floor-guest
 	@$(call optimise,$(DOC_FLOOR_OUT),target/doc-floor.wasm)
+
+# The benches' splice-floor guest (e2e-tests/guests/splice_floor.rs): the policy's answer on
+# caller-pod-create-stamped with the pod kept as raw JSON, spliced (BENCHMARKS.md).
+SPLICE_FLOOR_OUT = $(TARGET_DIR)/$(WASM_TARGET)/release/examples/splice_floor_guest.wasm
+splice-floor.wasm: target FORCE
+	@mkdir -p target
+	$(CARGO) build --locked --release --target $(WASM_TARGET) --target-dir $(TARGET_DIR) -p workload-identity-policy --no-default-features --example splice-floor-guest
+	@$(call optimise,$(SPLICE_FLOOR_OUT),target/splice-floor.wasm)
 
 # kwctl (Kubewarden's CLI): KWCTL=/path/to/kwctl, else `kwctl` on PATH, else the
 # workplace's copy beside the project (../shared/tools/kwctl) when there is one.
@@ -130,6 +138,9 @@ fmt:
 lint:
 	@rustup component add clippy >/dev/null 2>&1 || true
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	@# The benches' guests are empty natively: lint them for the target they are built for.
+	$(CARGO) clippy --locked --release --target $(WASM_TARGET) -p workload-identity-policy --example doc-floor-guest -- -D warnings
+	$(CARGO) clippy --locked --release --target $(WASM_TARGET) -p workload-identity-policy --no-default-features --example splice-floor-guest -- -D warnings
 
 # Per-request cost of the shipped policy.wasm in the native host (a fresh
 # instance per request, as policy-server), side by side with Kubewarden's own

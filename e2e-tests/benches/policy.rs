@@ -173,7 +173,8 @@ fn main() -> Result<()> {
 /// without its host's own work); `ours-pages` / `peer-pages` / `doc-floor-pages`: the pages of
 /// linear memory one fresh instance writes for the request (`scenarios/pages.rs`);
 /// `<ours|path to a module>-profile`: `n` fresh evaluations with wasmtime's perf map on, for
-/// `perf record` (a module with its name section names the guest's functions).
+/// `perf record` (a module with its name section names the guest's functions);
+/// `<path>.wasm` / `<path>.wasm-warm`: another guest that gives our answer ([`other_guest`]).
 fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()> {
     let mut parts = spec.rsplitn(3, ':');
     let (Some(n), Some(measure), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
@@ -213,6 +214,15 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
             }
             other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}-pages"),
         };
+    }
+    if let Some(path) = measure.strip_suffix(".wasm").map(|p| format!("{p}.wasm")) {
+        return other_guest(case, &path, false, n);
+    }
+    if let Some(path) = measure
+        .strip_suffix(".wasm-warm")
+        .map(|p| format!("{p}.wasm"))
+    {
+        return other_guest(case, &path, true, n);
     }
     if let Some(who) = measure.strip_suffix("-warm") {
         return match who {
@@ -269,6 +279,34 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
             }
             other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}"),
         }
+        times.push(start.elapsed());
+    }
+    report_loop(times);
+    Ok(())
+}
+
+/// `<path>.wasm` / `<path>.wasm-warm`: any other guest (the splice floor of
+/// `e2e-tests/guests/splice_floor.rs`, an experiment), checked untimed to answer the row exactly as
+/// ours does with as many lookups, then timed fresh (`ours`'s cost model) or on one instance.
+fn other_guest(case: &Prepared, path: &str, warm: bool, n: usize) -> Result<()> {
+    let module = Module::load(Path::new(path))?;
+    let ours = workload_identity_policy::validate_payload(&case.payload, &case.lookup);
+    let evaluation = case.ours(&module.policy)?;
+    ensure!(
+        evaluation.validation == ours
+            && evaluation.host_calls == usize::from(case.scenario.service_account.is_some()),
+        "{path} answers {} with {} lookups, ours {ours}",
+        evaluation.validation,
+        evaluation.host_calls
+    );
+    if warm {
+        let account = case.scenario.service_account.clone();
+        return warm_loop(&module.bytes, &case.payload, account, n);
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        drop(black_box(case.ours(&module.policy)?));
         times.push(start.elapsed());
     }
     report_loop(times);
