@@ -198,12 +198,7 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
         return match who {
             "ours" => pages::report(&modules.ours.bytes, &case.payload, account),
             "peer" => {
-                let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
-                    anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
-                };
-                let payload = serde_json::to_vec(
-                    &json!({"request": peer.request, "settings": peer.settings}),
-                )?;
+                let (module, payload) = peer_input(case, modules)?;
                 pages::report(&module.bytes, &payload, None)
             }
             "doc-floor" => {
@@ -233,12 +228,7 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
                 n,
             ),
             "peer" => {
-                let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
-                    anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
-                };
-                let payload = serde_json::to_vec(
-                    &json!({"request": peer.request, "settings": peer.settings}),
-                )?;
+                let (module, payload) = peer_input(case, modules)?;
                 warm_loop(&module.bytes, &payload, None, n)
             }
             "doc-floor" => {
@@ -283,6 +273,15 @@ fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()
     }
     report_loop(times);
     Ok(())
+}
+
+/// The peer's module and its payload for this row (its own settings).
+fn peer_input<'m>(case: &Prepared, modules: &Modules<'m>) -> Result<(&'m Module, Vec<u8>)> {
+    let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
+        anyhow::bail!("BENCH_LOOP: no peer for {:?}", case.scenario.name);
+    };
+    let payload = serde_json::to_vec(&json!({"request": peer.request, "settings": peer.settings}))?;
+    Ok((module, payload))
 }
 
 /// `<path>.wasm` / `<path>.wasm-warm`: any other guest (the splice floor of

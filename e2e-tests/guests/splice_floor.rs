@@ -13,6 +13,9 @@
 //! keys, a malformed pod) is answered with an error: this is a bound, not a policy. The bench
 //! checks it answers the row exactly as the policy does before timing it.
 //!
+//! Its `wapc_init` registers the same three functions as the policy's (`src/lib.rs`), as the
+//! document floor's does, so the SDK's waPC runtime costs it what it costs ours.
+//!
 //! Built by `make splice-floor.wasm` (`cargo build --example splice-floor-guest`); natively empty.
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
@@ -105,6 +108,34 @@ mod wapc {
         Ok(())
     }
 
+    /// `members` as an object, verbatim but for member `name`, written by `write` (and added
+    /// when absent).
+    fn object_with(
+        out: &mut Vec<u8>,
+        members: &Members,
+        name: &str,
+        write: impl Fn(&mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> serde_json::Result<()> {
+        out.push(b'{');
+        let mut first = true;
+        let mut written = false;
+        for (k, v) in members {
+            key(out, &mut first, k)?;
+            if *k == name {
+                write(out)?;
+                written = true;
+            } else {
+                out.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        if !written {
+            key(out, &mut first, name)?;
+            write(out)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
     /// `metadata` with the stamp's annotations set (and the missing claims' removed).
     fn metadata(
         out: &mut Vec<u8>,
@@ -116,43 +147,24 @@ mod wapc {
             Some(a) => serde_json::from_str(a.get())?,
             None => Members::new(),
         };
-        out.push(b'{');
-        let mut first = true;
-        let mut annotations_written = false;
-        let write_annotations = |out: &mut Vec<u8>, first: &mut bool| {
-            key(out, first, "annotations")?;
+        object_with(out, &members, "annotations", |out| {
             out.push(b'{');
-            let mut inner = true;
+            let mut first = true;
             for (k, v) in &existing {
-                if stamp.iter().any(|(s, _)| s == k) {
-                    continue;
+                if !stamp.iter().any(|(s, _)| s == k) {
+                    key(out, &mut first, k)?;
+                    out.extend_from_slice(v.get().as_bytes());
                 }
-                key(out, &mut inner, k)?;
-                out.extend_from_slice(v.get().as_bytes());
             }
             for (k, v) in stamp {
                 if let Some(v) = v {
-                    key(out, &mut inner, k)?;
+                    key(out, &mut first, k)?;
                     serde_json::to_writer(&mut *out, v)?;
                 }
             }
             out.push(b'}');
-            Ok::<(), serde_json::Error>(())
-        };
-        for (k, v) in &members {
-            if *k == "annotations" {
-                write_annotations(out, &mut first)?;
-                annotations_written = true;
-            } else {
-                key(out, &mut first, k)?;
-                out.extend_from_slice(v.get().as_bytes());
-            }
-        }
-        if !annotations_written {
-            write_annotations(out, &mut first)?;
-        }
-        out.push(b'}');
-        Ok(())
+            Ok(())
+        })
     }
 
     /// One container with the stamp's env vars set in place or appended.
@@ -166,10 +178,13 @@ mod wapc {
             Some(e) => serde_json::from_str(e.get())?,
             None => Vec::new(),
         };
-        let write_var = |out: &mut Vec<u8>, inner: &mut bool, name: &str, value: &str| {
-            if !std::mem::take(inner) {
+        let item = |out: &mut Vec<u8>, first: &mut bool| {
+            if !std::mem::take(first) {
                 out.push(b',');
             }
+        };
+        let var = |out: &mut Vec<u8>, first: &mut bool, name: &str, value: &str| {
+            item(out, first);
             out.extend_from_slice(b"{\"name\":");
             serde_json::to_writer(&mut *out, name)?;
             out.extend_from_slice(b",\"value\":");
@@ -177,53 +192,33 @@ mod wapc {
             out.push(b'}');
             Ok::<(), serde_json::Error>(())
         };
-        out.push(b'{');
-        let mut first = true;
-        let write_env = |out: &mut Vec<u8>, first: &mut bool| {
-            key(out, first, "env")?;
+        object_with(out, &members, "env", |out| {
             out.push(b'[');
-            let mut inner = true;
+            let mut first = true;
             let mut done = vec![false; stamp.len()];
-            for var in &env {
-                let Named { name } = serde_json::from_str(var.get())?;
+            for raw_var in &env {
+                let Named { name } = serde_json::from_str(raw_var.get())?;
                 match stamp.iter().position(|(s, _)| s == name) {
                     Some(i) => {
                         done[i] = true;
                         if let Some(value) = &stamp[i].1 {
-                            write_var(out, &mut inner, name, value)?;
+                            var(out, &mut first, name, value)?;
                         }
                     }
                     None => {
-                        if !std::mem::take(&mut inner) {
-                            out.push(b',');
-                        }
-                        out.extend_from_slice(var.get().as_bytes());
+                        item(out, &mut first);
+                        out.extend_from_slice(raw_var.get().as_bytes());
                     }
                 }
             }
             for ((name, value), done) in stamp.iter().zip(done) {
                 if let (false, Some(value)) = (done, value) {
-                    write_var(out, &mut inner, name, value)?;
+                    var(out, &mut first, name, value)?;
                 }
             }
             out.push(b']');
-            Ok::<(), serde_json::Error>(())
-        };
-        let mut env_written = false;
-        for (k, v) in &members {
-            if *k == "env" {
-                write_env(out, &mut first)?;
-                env_written = true;
-            } else {
-                key(out, &mut first, k)?;
-                out.extend_from_slice(v.get().as_bytes());
-            }
-        }
-        if !env_written {
-            write_env(out, &mut first)?;
-        }
-        out.push(b'}');
-        Ok(())
+            Ok(())
+        })
     }
 
     fn spec(
