@@ -27,7 +27,11 @@ mod wapc {
     use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
     use serde::Deserialize;
     use serde_json::value::RawValue;
+    use serde_json::Value;
     use workload_identity_policy::caller;
+    use workload_identity_policy::host::{HostLookup, Lookup, ServiceAccountRef};
+    use workload_identity_policy::podedit::Injection;
+    use workload_identity_policy::providers::{self, aws, azure, gcp, stackit, Context, Findings};
     use workload_identity_policy::request::UserInfo;
     use workload_identity_policy::settings::Settings;
 
@@ -44,6 +48,8 @@ mod wapc {
         #[serde(borrow)]
         kind: Kind<'a>,
         operation: &'a str,
+        #[serde(default)]
+        namespace: &'a str,
         #[serde(rename = "userInfo")]
         user: User,
         #[serde(borrow)]
@@ -260,11 +266,14 @@ mod wapc {
             groups: request.user.groups,
             extra: request.user.extra,
         };
-        if (request.kind.group, request.kind.kind, request.operation) != ("", "Pod", "CREATE")
-            || !cfg.enabled
-            || caller::is_trusted(cfg, &user)
-        {
-            return Err("the splice floor answers an untrusted Pod CREATE only".into());
+        if (request.kind.group, request.kind.kind, request.operation) != ("", "Pod", "CREATE") {
+            return Err("the splice floor answers a Pod CREATE only".into());
+        }
+        if !cfg.enabled {
+            return cloud(&settings, request.namespace, request.object);
+        }
+        if caller::is_trusted(cfg, &user) {
+            return Err("the splice floor answers an untrusted requester only".into());
         }
         let stamp = caller::stamp_for(cfg, &user);
         if !stamp.missing_required.is_empty() {
@@ -288,6 +297,282 @@ mod wapc {
         serde_json::to_writer(&mut out, &stamp.stamped_keys().join(","))?;
         out.extend_from_slice(br#"},"warnings":null}"#);
         Ok(out)
+    }
+
+    /// An error as waPC hands it back.
+    type Failure = Box<dyn std::error::Error + Send + Sync>;
+    type Done = Result<(), Failure>;
+
+    fn failure(what: &str) -> Failure {
+        what.into()
+    }
+
+    /// What the cloud providers inject, written into a raw pod: only injections of volumes,
+    /// read-only mounts and env groups, into containers that have none of their names yet.
+    fn cloud(settings: &Settings, namespace: &str, raw: &RawValue) -> CallResult {
+        let unsupported =
+            || failure("the splice floor writes volumes, read-only mounts and new env vars only");
+        let object: Members = serde_json::from_str(raw.get())?;
+        let spec: Members =
+            serde_json::from_str(object.get("spec").ok_or_else(unsupported)?.get())?;
+        // The few members the providers read, as a document: metadata and two of spec's.
+        let mut view_spec = serde_json::Map::new();
+        for k in ["serviceAccountName", "nodeSelector"] {
+            if let Some(v) = spec.get(k) {
+                view_spec.insert(k.to_string(), serde_json::from_str(v.get())?);
+            }
+        }
+        let metadata: Value = match object.get("metadata") {
+            Some(m) => serde_json::from_str(m.get())?,
+            None => Value::Null,
+        };
+        let view = serde_json::json!({"metadata": metadata, "spec": view_spec});
+        let pod_annotations = providers::string_map(&view, "annotations");
+        let pod_labels = providers::string_map(&view, "labels");
+        let aws_on = settings.aws.enabled && !aws::pod_opted_out(&settings.aws, &pod_labels);
+        let stackit_on =
+            settings.stackit.enabled && !stackit::pod_opted_out(&pod_labels, &pod_annotations);
+        let azure_on = settings.azure.enabled && azure::wanted(&settings.azure, &pod_labels);
+        let sa = ServiceAccountRef {
+            namespace: namespace.to_string(),
+            name: view
+                .pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .unwrap_or("default")
+                .to_string(),
+        };
+        let account = HostLookup.service_account(&sa)?;
+        let ctx = Context {
+            pod: &view,
+            pod_annotations,
+            pod_labels,
+            sa: &sa,
+            sa_annotations: providers::string_map(&account, "annotations"),
+        };
+        let mut findings = Findings::default();
+        let mut injections = Vec::new();
+        if aws_on {
+            injections.extend(aws::resolve(&settings.aws, &ctx, &mut findings));
+        }
+        if stackit_on {
+            injections.extend(stackit::resolve(&settings.stackit, &ctx, &mut findings));
+        }
+        if azure_on {
+            injections.extend(azure::resolve(&settings.azure, &ctx, &mut findings));
+        }
+        if settings.gcp.enabled {
+            injections.extend(gcp::resolve(&settings.gcp, &ctx, &mut findings));
+        }
+        let plain = |i: &Injection| {
+            i.init_containers.is_empty()
+                && i.writable_mounts.is_empty()
+                && i.managed_annotations.is_empty()
+                && i.default_annotations.is_empty()
+                && i.labels.is_empty()
+        };
+        if injections.is_empty()
+            || !settings.custom_providers.is_empty()
+            || findings != Findings::default()
+            || !injections.iter().all(plain)
+        {
+            return Err(unsupported());
+        }
+        let mut out = Vec::with_capacity(raw.get().len() + 1024);
+        out.extend_from_slice(br#"{"accepted":true,"message":null,"code":null,"mutated_object":"#);
+        out.push(b'{');
+        let mut first = true;
+        for (k, v) in &object {
+            key(&mut out, &mut first, k)?;
+            match *k {
+                "spec" => cloud_spec(&mut out, &spec, &injections)?,
+                _ => out.extend_from_slice(v.get().as_bytes()),
+            }
+        }
+        out.push(b'}');
+        out.extend_from_slice(br#","audit_annotations":null,"warnings":null}"#);
+        Ok(out)
+    }
+
+    /// `spec` with every container injected and the volumes appended.
+    fn cloud_spec(out: &mut Vec<u8>, spec: &Members, injections: &[Injection]) -> Done {
+        out.push(b'{');
+        let mut first = true;
+        let mut volumes_seen = false;
+        for (k, v) in spec {
+            key(out, &mut first, k)?;
+            match *k {
+                "containers" | "initContainers" => {
+                    let containers: Vec<&RawValue> = serde_json::from_str(v.get())?;
+                    out.push(b'[');
+                    for (i, c) in containers.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        cloud_container(out, c, injections)?;
+                    }
+                    out.push(b']');
+                }
+                "volumes" => {
+                    volumes_seen = true;
+                    let existing: Vec<&RawValue> = serde_json::from_str(v.get())?;
+                    volumes(out, &existing, injections)?;
+                }
+                _ => out.extend_from_slice(v.get().as_bytes()),
+            }
+        }
+        if !volumes_seen {
+            key(out, &mut first, "volumes")?;
+            volumes(out, &[], injections)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn volumes(out: &mut Vec<u8>, existing: &[&RawValue], injections: &[Injection]) -> Done {
+        let mut names = Vec::new();
+        out.push(b'[');
+        for (i, v) in existing.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let Named { name } = serde_json::from_str(v.get())?;
+            names.push(name.to_string());
+            out.extend_from_slice(v.get().as_bytes());
+        }
+        let mut first = existing.is_empty();
+        for volume in injections.iter().flat_map(|i| &i.volumes) {
+            let name = volume
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !names.iter().any(|n| n == name) {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, volume)?;
+                names.push(name.to_string());
+            }
+        }
+        out.push(b']');
+        Ok(())
+    }
+
+    #[derive(Deserialize)]
+    struct MountAt<'a> {
+        name: &'a str,
+        #[serde(rename = "mountPath")]
+        path: &'a str,
+    }
+
+    /// One container with every injection's env groups and mounts appended; anything already
+    /// there with one of their names or paths is more than the splice floor handles.
+    fn cloud_container(out: &mut Vec<u8>, raw: &RawValue, injections: &[Injection]) -> Done {
+        let unsupported =
+            || failure("the splice floor injects containers without those names or paths only");
+        let members: Members = serde_json::from_str(raw.get())?;
+        let Named { name } = serde_json::from_str(raw.get())?;
+        let wanted: Vec<&Injection> = injections
+            .iter()
+            .filter(|i| !i.skip_containers.iter().any(|s| s == name))
+            .collect();
+        let env: Vec<&RawValue> = match members.get("env") {
+            Some(e) => serde_json::from_str(e.get())?,
+            None => Vec::new(),
+        };
+        let mounts: Vec<&RawValue> = match members.get("volumeMounts") {
+            Some(m) => serde_json::from_str(m.get())?,
+            None => Vec::new(),
+        };
+        let mut names = Vec::with_capacity(env.len());
+        for var in &env {
+            let Named { name } = serde_json::from_str(var.get())?;
+            names.push(name);
+            let taken = wanted
+                .iter()
+                .flat_map(|i| i.env_groups.iter().flatten())
+                .any(|v| v.get("name").and_then(Value::as_str) == Some(name));
+            if taken {
+                return Err(unsupported());
+            }
+        }
+        let complete = |i: &&Injection| {
+            !i.complete_when.is_empty()
+                && i.complete_when
+                    .iter()
+                    .all(|group| group.iter().any(|n| names.contains(n)))
+        };
+        if wanted.iter().any(complete) {
+            return Err(unsupported());
+        }
+        for mount in &mounts {
+            let MountAt { name, path } = serde_json::from_str(mount.get())?;
+            if wanted
+                .iter()
+                .flat_map(|i| &i.mounts)
+                .any(|m| m.volume == name || m.path == path)
+            {
+                return Err(unsupported());
+            }
+        }
+        let list = |out: &mut Vec<u8>,
+                    existing: &[&RawValue],
+                    added: &mut dyn Iterator<Item = Vec<u8>>| {
+            out.push(b'[');
+            let mut first = true;
+            for item in existing
+                .iter()
+                .map(|r| r.get().as_bytes().to_vec())
+                .chain(added)
+            {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&item);
+            }
+            out.push(b']');
+        };
+        let added_env = || {
+            wanted
+                .iter()
+                .flat_map(|i| i.env_groups.iter().flatten())
+                .map(|v| serde_json::to_vec(v).unwrap_or_default())
+        };
+        let added_mounts = || {
+            wanted.iter().flat_map(|i| &i.mounts).map(|m| {
+                serde_json::to_vec(
+                    &serde_json::json!({"name": m.volume, "mountPath": m.path, "readOnly": true}),
+                )
+                .unwrap_or_default()
+            })
+        };
+        out.push(b'{');
+        let mut first = true;
+        let (mut env_seen, mut mounts_seen) = (false, false);
+        for (k, v) in &members {
+            key(out, &mut first, k)?;
+            match *k {
+                "env" => {
+                    env_seen = true;
+                    list(out, &env, &mut added_env());
+                }
+                "volumeMounts" => {
+                    mounts_seen = true;
+                    list(out, &mounts, &mut added_mounts());
+                }
+                _ => out.extend_from_slice(v.get().as_bytes()),
+            }
+        }
+        if !env_seen && added_env().next().is_some() {
+            key(out, &mut first, "env")?;
+            list(out, &[], &mut added_env());
+        }
+        if !mounts_seen && added_mounts().next().is_some() {
+            key(out, &mut first, "volumeMounts")?;
+            list(out, &[], &mut added_mounts());
+        }
+        out.push(b'}');
+        Ok(())
     }
 
     fn validate_settings(_: &[u8]) -> CallResult {
