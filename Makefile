@@ -49,7 +49,7 @@ doc-floor.wasm: target FORCE
 	@$(call optimise,$(DOC_FLOOR_OUT),target/doc-floor.wasm)
 
 # The benches' splice-floor guest (e2e-tests/guests/splice_floor.rs): the policy's answer on
-# caller-pod-create-stamped with the pod kept as raw JSON, spliced (BENCHMARKS.md).
+# the caller- and cloud-identity pod rows with the pod kept as raw JSON, spliced (BENCHMARKS.md).
 SPLICE_FLOOR_OUT = $(TARGET_DIR)/$(WASM_TARGET)/release/examples/splice_floor_guest.wasm
 splice-floor.wasm: target FORCE
 	@mkdir -p target

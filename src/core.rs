@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::caller;
 use crate::host::{Lookup, ServiceAccountRef};
 use crate::podedit;
-use crate::providers::{self, aws, azure, custom, gcp, stackit, Context, Findings};
+use crate::providers::{self, Context, Findings};
 use crate::request::Input;
 use crate::secrets;
 use crate::settings::{LookupFailure, OnMissingRequired, Settings};
@@ -364,13 +364,8 @@ fn cloud_identity(
     let pod_annotations = providers::string_map(pod, "annotations");
     let pod_labels = providers::string_map(pod, "labels");
 
-    let aws_on = settings.aws.enabled && !aws::pod_opted_out(&settings.aws, &pod_labels);
-    let stackit_on =
-        settings.stackit.enabled && !stackit::pod_opted_out(&pod_labels, &pod_annotations);
-    let azure_on = settings.azure.enabled && azure::wanted(&settings.azure, &pod_labels);
-    let gcp_on = settings.gcp.enabled;
-    let custom_on = !settings.custom_providers.is_empty();
-    if !(aws_on || stackit_on || azure_on || gcp_on || custom_on) {
+    let wanted = providers::Wanted::for_pod(settings, &pod_labels, &pod_annotations);
+    if !wanted.any() {
         return Ok(());
     }
 
@@ -417,22 +412,7 @@ fn cloud_identity(
         sa_annotations: effective_annotations(settings, &sa, &account, bound),
     };
     let mut findings = Findings::default();
-    let mut injections = Vec::new();
-    if aws_on {
-        injections.extend(aws::resolve(&settings.aws, &ctx, &mut findings));
-    }
-    if stackit_on {
-        injections.extend(stackit::resolve(&settings.stackit, &ctx, &mut findings));
-    }
-    if azure_on {
-        injections.extend(azure::resolve(&settings.azure, &ctx, &mut findings));
-    }
-    if gcp_on {
-        injections.extend(gcp::resolve(&settings.gcp, &ctx, &mut findings));
-    }
-    for provider in &settings.custom_providers {
-        injections.extend(custom::resolve(provider, &ctx));
-    }
+    let injections = wanted.resolve(settings, &ctx, &mut findings);
     let Findings { warnings, denials } = findings;
     fx.warnings.extend(warnings);
     if !denials.is_empty() {

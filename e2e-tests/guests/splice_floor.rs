@@ -1,17 +1,20 @@
 //! The benches' splice-floor guest: an experiment (BENCHMARKS.md, issue #12) that measures what
-//! the "no document" design would cost on the caller-identity rows, before anyone rewrites the
-//! policy for it.
+//! the "no document" design would cost, before anyone rewrites the policy for it.
 //!
 //! It gives the policy's exact answer on `caller-pod-create-stamped` (a Pod CREATE by an
-//! untrusted requester, caller identity on, every cloud off) without building a document of the
-//! pod: the payload is read with borrowed strings and the pod kept as raw JSON text
+//! untrusted requester, caller identity on, every cloud off) and on the cloud-identity pod rows
+//! (`aws-basic-default-sa`, `both-providers`, the 10-container pod) without building a document
+//! of the pod: the payload is read with borrowed strings and the pod kept as raw JSON text
 //! (`serde_json::value::RawValue`); the settings are decoded by the policy's own
 //! `Settings::from_payload_text` (kept for the next payload with the same text, as the policy
-//! does) and the stamp computed by the policy's own `caller::stamp_for`; the mutated pod is then
-//! written by copying every untouched member verbatim and writing only `metadata.annotations` and
-//! the containers' `env`. Anything else (another kind, a trusted requester, an UPDATE, escaped
-//! keys, a malformed pod) is answered with an error: this is a bound, not a policy. The bench
-//! checks it answers the row exactly as the policy does before timing it.
+//! does). Caller identity: the stamp is the policy's own `caller::stamp_for`, and only
+//! `metadata.annotations` and the containers' `env` are written. Cloud identity: our one
+//! ServiceAccount lookup, the policy's own providers resolving the injections from a document of
+//! the pod's `metadata` alone, then volumes, read-only mounts and env groups spliced in. Every
+//! untouched member is copied verbatim. Anything else (another kind, a trusted requester, an
+//! UPDATE, escaped keys, a conflict, a warning, a malformed pod) is answered with an error: this
+//! is a bound, not a policy. The bench checks it answers a row exactly as the policy does before
+//! timing it.
 //!
 //! Its `wapc_init` registers the same three functions as the policy's (`src/lib.rs`), as the
 //! document floor's does, so the SDK's waPC runtime costs it what it costs ours.
@@ -31,7 +34,7 @@ mod wapc {
     use workload_identity_policy::caller;
     use workload_identity_policy::host::{HostLookup, Lookup, ServiceAccountRef};
     use workload_identity_policy::podedit::Injection;
-    use workload_identity_policy::providers::{self, aws, azure, gcp, stackit, Context, Findings};
+    use workload_identity_policy::providers::{self, Context, Findings};
     use workload_identity_policy::request::UserInfo;
     use workload_identity_policy::settings::Settings;
 
@@ -329,10 +332,7 @@ mod wapc {
         let view = serde_json::json!({"metadata": metadata, "spec": view_spec});
         let pod_annotations = providers::string_map(&view, "annotations");
         let pod_labels = providers::string_map(&view, "labels");
-        let aws_on = settings.aws.enabled && !aws::pod_opted_out(&settings.aws, &pod_labels);
-        let stackit_on =
-            settings.stackit.enabled && !stackit::pod_opted_out(&pod_labels, &pod_annotations);
-        let azure_on = settings.azure.enabled && azure::wanted(&settings.azure, &pod_labels);
+        let wanted = providers::Wanted::for_pod(settings, &pod_labels, &pod_annotations);
         let sa = ServiceAccountRef {
             namespace: namespace.to_string(),
             name: view
@@ -351,19 +351,7 @@ mod wapc {
             sa_annotations: providers::string_map(&account, "annotations"),
         };
         let mut findings = Findings::default();
-        let mut injections = Vec::new();
-        if aws_on {
-            injections.extend(aws::resolve(&settings.aws, &ctx, &mut findings));
-        }
-        if stackit_on {
-            injections.extend(stackit::resolve(&settings.stackit, &ctx, &mut findings));
-        }
-        if azure_on {
-            injections.extend(azure::resolve(&settings.azure, &ctx, &mut findings));
-        }
-        if settings.gcp.enabled {
-            injections.extend(gcp::resolve(&settings.gcp, &ctx, &mut findings));
-        }
+        let injections = wanted.resolve(settings, &ctx, &mut findings);
         let plain = |i: &Injection| {
             i.init_containers.is_empty()
                 && i.writable_mounts.is_empty()
@@ -372,7 +360,7 @@ mod wapc {
                 && i.labels.is_empty()
         };
         if injections.is_empty()
-            || !settings.custom_providers.is_empty()
+            || wanted.custom
             || findings != Findings::default()
             || !injections.iter().all(plain)
         {

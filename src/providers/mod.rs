@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::host::ServiceAccountRef;
 use crate::podedit::Injection;
+use crate::settings::Settings;
 
 pub use crate::names::TokenLayout;
 
@@ -77,6 +78,67 @@ pub struct Findings {
 
 /// The outcome of one provider for one pod.
 pub type Resolution = Option<Injection>;
+
+/// Which providers a pod wants, from the settings and the pod's own labels and annotations:
+/// decided before the ServiceAccount lookup, which a pod that wants none never needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub aws: bool,
+    pub stackit: bool,
+    pub azure: bool,
+    pub gcp: bool,
+    pub custom: bool,
+}
+
+impl Wanted {
+    pub fn for_pod(
+        settings: &Settings,
+        pod_labels: &BTreeMap<&str, &str>,
+        pod_annotations: &BTreeMap<&str, &str>,
+    ) -> Wanted {
+        Wanted {
+            aws: settings.aws.enabled && !aws::pod_opted_out(&settings.aws, pod_labels),
+            stackit: settings.stackit.enabled
+                && !stackit::pod_opted_out(pod_labels, pod_annotations),
+            azure: settings.azure.enabled && azure::wanted(&settings.azure, pod_labels),
+            gcp: settings.gcp.enabled,
+            custom: !settings.custom_providers.is_empty(),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.aws || self.stackit || self.azure || self.gcp || self.custom
+    }
+
+    /// Every wanted provider's injection, in the policy's order (AWS, STACKIT, Azure, GCP,
+    /// then the custom providers as listed).
+    pub fn resolve(
+        &self,
+        settings: &Settings,
+        ctx: &Context,
+        findings: &mut Findings,
+    ) -> Vec<Injection> {
+        let mut injections = Vec::new();
+        if self.aws {
+            injections.extend(aws::resolve(&settings.aws, ctx, findings));
+        }
+        if self.stackit {
+            injections.extend(stackit::resolve(&settings.stackit, ctx, findings));
+        }
+        if self.azure {
+            injections.extend(azure::resolve(&settings.azure, ctx, findings));
+        }
+        if self.gcp {
+            injections.extend(gcp::resolve(&settings.gcp, ctx, findings));
+        }
+        if self.custom {
+            for provider in &settings.custom_providers {
+                injections.extend(custom::resolve(provider, ctx));
+            }
+        }
+        injections
+    }
+}
 
 /// Go's `strconv.ParseBool`, which the anchors use for boolean annotations.
 pub fn parse_go_bool(value: &str) -> Option<bool> {
