@@ -369,15 +369,7 @@ fn cloud_identity(
         return Ok(());
     }
 
-    let sa = ServiceAccountRef {
-        namespace: namespace.to_string(),
-        name: pod
-            .pointer("/spec/serviceAccountName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .unwrap_or("default")
-            .to_string(),
-    };
+    let sa = ServiceAccountRef::of_pod(namespace, pod);
     let account = match lookup.service_account(&sa) {
         Ok(account) => account,
         Err(error) => {

@@ -14,6 +14,22 @@ pub struct ServiceAccountRef {
     pub name: String,
 }
 
+impl ServiceAccountRef {
+    /// The ServiceAccount a pod runs as: `spec.serviceAccountName`, else
+    /// `default` (as the API server's ServiceAccount admission sets it).
+    pub fn of_pod(namespace: &str, pod: &Value) -> ServiceAccountRef {
+        ServiceAccountRef {
+            namespace: namespace.to_string(),
+            name: pod
+                .pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .unwrap_or("default")
+                .to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for ServiceAccountRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
@@ -85,7 +101,27 @@ fn underlying(text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::underlying;
+    use super::{underlying, ServiceAccountRef};
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_runs_as_its_service_account_else_default() {
+        let named = json!({"spec": {"serviceAccountName": "app"}});
+        assert_eq!(
+            ServiceAccountRef::of_pod("ns", &named).to_string(),
+            "ns/app"
+        );
+        for pod in [
+            json!({"spec": {"serviceAccountName": ""}}),
+            json!({"spec": {"serviceAccountName": 7}}),
+            json!({"spec": {}}),
+        ] {
+            assert_eq!(
+                ServiceAccountRef::of_pod("ns", &pod).to_string(),
+                "ns/default"
+            );
+        }
+    }
 
     #[test]
     fn presents_the_underlying_error() {

@@ -222,8 +222,9 @@ thread_local! {
 
 /// Decoded and validated settings for this text, from [`LAST_SETTINGS`]
 /// when the text is byte for byte the last one's. `None` when they do not
-/// decode or validate (the two-step path then says why).
-fn settings_of(text: &[u8]) -> Option<Rc<Settings>> {
+/// decode or validate (the two-step path then says why). Public for the
+/// benches' splice-floor guest, which must read settings as the policy does.
+pub fn settings_of(text: &[u8]) -> Option<Rc<Settings>> {
     LAST_SETTINGS.with(|last| {
         if let Some((cached, settings)) = last.take() {
             if *cached == *text {
