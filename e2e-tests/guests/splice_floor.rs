@@ -2,15 +2,18 @@
 //! the "no document" design would cost, before anyone rewrites the policy for it.
 //!
 //! It gives the policy's exact answer on `caller-pod-create-stamped` (a Pod CREATE by an
-//! untrusted requester, caller identity on, every cloud off) and on the cloud-identity pod rows
-//! (`aws-basic-default-sa`, `both-providers`, the 10-container pod) without building a document
+//! untrusted requester, caller identity on, every cloud off), on the cloud-identity pod rows
+//! (`aws-basic-default-sa`, `both-providers`, the 10-container pod) and on the Flyte secrets row
+//! (`flyte-two-groups`, Kubernetes secrets, every cloud off) without building a document
 //! of the pod: the payload is read with borrowed strings and the pod kept as raw JSON text
 //! (`serde_json::value::RawValue`); the settings are decoded by the policy's own
 //! `Settings::from_payload_text` (kept for the next payload with the same text, as the policy
 //! does). Caller identity: the stamp is the policy's own `caller::stamp_for`, and only
 //! `metadata.annotations` and the containers' `env` are written. Cloud identity: our one
 //! ServiceAccount lookup, the policy's own providers resolving the injections from a document of
-//! the pod's `metadata` alone, then volumes, read-only mounts and env groups spliced in. Every
+//! the pod's `metadata` alone, then volumes, read-only mounts and env groups spliced in. Flyte
+//! secrets: the policy's own secret manager resolves the requests from the same document of
+//! `metadata`, and its injections are spliced in the same way. Every
 //! untouched member is copied verbatim. Anything else (another kind, a trusted requester, an
 //! UPDATE, escaped keys, a conflict, a warning, a malformed pod) is answered with an error: this
 //! is a bound, not a policy. The bench checks it answers a row exactly as the policy does before
@@ -34,6 +37,7 @@ mod wapc {
     use workload_identity_policy::podedit::Injection;
     use workload_identity_policy::providers::{self, Context, Findings};
     use workload_identity_policy::request::{self, UserInfo};
+    use workload_identity_policy::secrets;
     use workload_identity_policy::settings::Settings;
 
     #[derive(Deserialize)]
@@ -208,7 +212,14 @@ mod wapc {
             };
             stamp(&mut out, &settings, &user, &object)?;
         } else {
-            cloud(&mut out, &settings, request.namespace, &object)?;
+            let spec: Members = parse(object.get("spec").copied())?;
+            let metadata: Value = parse(object.get("metadata").copied())?;
+            let injections = if secrets::wanted(&settings.secrets, &view(&metadata, &spec)?) {
+                flyte(&settings, &metadata, &spec)?
+            } else {
+                cloud(&settings, request.namespace, &metadata, &spec)?
+            };
+            splice(&mut out, &object, &spec, &injections)?;
             out.extend_from_slice(br#","audit_annotations":null"#);
         }
         out.extend_from_slice(br#","warnings":null}"#);
@@ -329,22 +340,65 @@ mod wapc {
         Ok(())
     }
 
-    /// Cloud identity: our one lookup, the policy's providers on a document of `metadata` (and
-    /// the two members of `spec` they read), then the injections' volumes, read-only mounts and
-    /// env groups spliced into the raw pod.
-    fn cloud(out: &mut Vec<u8>, settings: &Settings, namespace: &str, pod: &Members) -> Done {
-        let unsupported = || -> Failure {
-            "the splice floor writes volumes, read-only mounts and new env vars only".into()
-        };
-        let spec: Members = parse(pod.get("spec").copied())?;
+    /// The document the policy's providers and secret managers read instead of the pod: its
+    /// `metadata`, and the two members of `spec` they read.
+    fn view(metadata: &Value, spec: &Members) -> Result<Value, Failure> {
         let mut view_spec = serde_json::Map::new();
         for k in ["serviceAccountName", "nodeSelector"] {
             if let Some(v) = spec.get(k) {
                 view_spec.insert(k.to_string(), serde_json::from_str(v.get())?);
             }
         }
-        let metadata: Value = parse(pod.get("metadata").copied())?;
-        let view = serde_json::json!({"metadata": metadata, "spec": view_spec});
+        Ok(serde_json::json!({"metadata": metadata, "spec": view_spec}))
+    }
+
+    fn unsupported() -> Failure {
+        "the splice floor writes volumes, read-only mounts and new env vars only".into()
+    }
+
+    /// What the injections ask of the pod is more than the splice floor writes.
+    fn plain(injections: &[Injection]) -> bool {
+        injections.iter().all(|i| {
+            i.init_containers.is_empty()
+                && i.writable_mounts.is_empty()
+                && i.managed_annotations.is_empty()
+                && i.default_annotations.is_empty()
+                && i.labels.is_empty()
+        })
+    }
+
+    /// Flyte secrets (no cloud identity besides): the policy's own secret manager resolves the
+    /// pod's requests from a document of its `metadata`.
+    fn flyte(
+        settings: &Settings,
+        metadata: &Value,
+        spec: &Members,
+    ) -> Result<Vec<Injection>, Failure> {
+        let view = view(metadata, spec)?;
+        let labels = providers::string_map(&view, "labels");
+        let annotations = providers::string_map(&view, "annotations");
+        if providers::Wanted::for_pod(settings, &labels, &annotations).any() {
+            return Err(
+                "the splice floor answers Flyte secrets without a cloud identity only".into(),
+            );
+        }
+        let mut findings = Findings::default();
+        let injections = secrets::resolve(&settings.secrets, &view, "", &mut findings);
+        if injections.is_empty() || findings != Findings::default() || !plain(&injections) {
+            return Err(unsupported());
+        }
+        Ok(injections)
+    }
+
+    /// Cloud identity: our one lookup, then the policy's providers on a document of `metadata`
+    /// (and the two members of `spec` they read).
+    fn cloud(
+        settings: &Settings,
+        namespace: &str,
+        metadata: &Value,
+        spec: &Members,
+    ) -> Result<Vec<Injection>, Failure> {
+        let view = view(metadata, spec)?;
         let pod_annotations = providers::string_map(&view, "annotations");
         let pod_labels = providers::string_map(&view, "labels");
         let wanted = providers::Wanted::for_pod(settings, &pod_labels, &pod_annotations);
@@ -359,20 +413,18 @@ mod wapc {
         };
         let mut findings = Findings::default();
         let injections = wanted.resolve(settings, &ctx, &mut findings);
-        let plain = |i: &Injection| {
-            i.init_containers.is_empty()
-                && i.writable_mounts.is_empty()
-                && i.managed_annotations.is_empty()
-                && i.default_annotations.is_empty()
-                && i.labels.is_empty()
-        };
         if injections.is_empty()
             || wanted.custom
             || findings != Findings::default()
-            || !injections.iter().all(plain)
+            || !plain(&injections)
         {
             return Err(unsupported());
         }
+        Ok(injections)
+    }
+
+    /// The injections' volumes, read-only mounts and env groups spliced into the raw pod.
+    fn splice(out: &mut Vec<u8>, pod: &Members, spec: &Members, injections: &[Injection]) -> Done {
         let volumes = |out: &mut Vec<u8>, raw: Option<&RawValue>| {
             let existing: Vec<&RawValue> = parse(raw)?;
             let mut names = Vec::with_capacity(existing.len());
@@ -385,14 +437,15 @@ mod wapc {
                     .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                if !names.contains(&name) {
-                    names.push(name);
-                    added.push(volume);
+                if names.contains(&name) {
+                    return Err(unsupported());
                 }
+                names.push(name);
+                added.push(volume);
             }
             list(out, &existing, &added)
         };
-        let container = |out: &mut Vec<u8>, raw: &RawValue| cloud_container(out, raw, &injections);
+        let container = |out: &mut Vec<u8>, raw: &RawValue| spliced_container(out, raw, injections);
         let lists = |out: &mut Vec<u8>, raw: Option<&RawValue>| containers(out, raw, container);
         let spec_out = |out: &mut Vec<u8>, _: Option<&RawValue>| {
             let edits = [
@@ -412,7 +465,7 @@ mod wapc {
                     write: &volumes,
                 },
             ];
-            object(out, &spec, &edits)
+            object(out, spec, &edits)
         };
         let edits = [Edit {
             name: "spec",
@@ -422,11 +475,12 @@ mod wapc {
         object(out, pod, &edits)
     }
 
-    /// One container with every injection's env groups and read-only mounts appended; anything
-    /// already there with one of their names or paths is more than the splice floor handles.
-    fn cloud_container(out: &mut Vec<u8>, raw: &RawValue, injections: &[Injection]) -> Done {
+    /// One container with every injection's env groups (each whole, or not at all when the
+    /// container already sets one of its names) and read-only mounts appended; a mount of one of
+    /// their names or paths, or a configured container, is more than the splice floor handles.
+    fn spliced_container(out: &mut Vec<u8>, raw: &RawValue, injections: &[Injection]) -> Done {
         let unsupported = || -> Failure {
-            "the splice floor injects containers without those names or paths only".into()
+            "the splice floor injects containers without those mounts only".into()
         };
         let members: Members = serde_json::from_str(raw.get())?;
         let name: &str = parse(members.get("name").copied())?;
@@ -436,10 +490,37 @@ mod wapc {
             .collect();
         let env: Vec<&RawValue> = parse(members.get("env").copied())?;
         let mounts: Vec<&RawValue> = parse(members.get("volumeMounts").copied())?;
-        let added_env: Vec<&Value> = wanted
-            .iter()
-            .flat_map(|i| i.env_groups.iter().flatten())
-            .collect();
+        let mut names = Vec::with_capacity(env.len());
+        for var in &env {
+            names.push(serde_json::from_str::<Named>(var.get())?.name);
+        }
+        let complete = wanted.iter().any(|i| {
+            !i.complete_when.is_empty()
+                && i.complete_when
+                    .iter()
+                    .all(|group| group.iter().any(|n| names.contains(n)))
+        });
+        if complete {
+            return Err(unsupported());
+        }
+        let name_of = |v: &'_ Value| {
+            v.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut added_env: Vec<&Value> = Vec::new();
+        let mut added_names: Vec<String> = Vec::new();
+        for group in wanted.iter().flat_map(|i| &i.env_groups) {
+            let set = group.iter().any(|v| {
+                let n = name_of(v);
+                names.contains(&n.as_str()) || added_names.contains(&n)
+            });
+            if !set {
+                added_env.extend(group);
+                added_names.extend(group.iter().map(name_of));
+            }
+        }
         let added_mounts: Vec<MountOut> = wanted
             .iter()
             .flat_map(|i| &i.mounts)
@@ -449,24 +530,6 @@ mod wapc {
                 read_only: true,
             })
             .collect();
-        let mut names = Vec::with_capacity(env.len());
-        for var in &env {
-            names.push(serde_json::from_str::<Named>(var.get())?.name);
-        }
-        let taken = added_env.iter().any(|v| {
-            v.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| names.contains(&n))
-        });
-        let complete = wanted.iter().any(|i| {
-            !i.complete_when.is_empty()
-                && i.complete_when
-                    .iter()
-                    .all(|group| group.iter().any(|n| names.contains(n)))
-        });
-        if taken || complete {
-            return Err(unsupported());
-        }
         for mount in &mounts {
             let MountAt { name, path } = serde_json::from_str(mount.get())?;
             if added_mounts
