@@ -503,22 +503,11 @@ mod wapc {
         if complete {
             return Err(unsupported());
         }
-        let name_of = |v: &'_ Value| {
-            v.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
         let mut added_env: Vec<&Value> = Vec::new();
-        let mut added_names: Vec<String> = Vec::new();
         for group in wanted.iter().flat_map(|i| &i.env_groups) {
-            let set = group.iter().any(|v| {
-                let n = name_of(v);
-                names.contains(&n.as_str()) || added_names.contains(&n)
-            });
-            if !set {
+            if !group.iter().any(|v| names.contains(&name_of(v))) {
                 added_env.extend(group);
-                added_names.extend(group.iter().map(name_of));
+                names.extend(group.iter().map(name_of));
             }
         }
         let added_mounts: Vec<MountOut> = wanted
@@ -552,6 +541,11 @@ mod wapc {
             },
         ];
         object(out, &members, &edits)
+    }
+
+    /// An env var's name (the injections' env vars always have one).
+    fn name_of(var: &Value) -> &str {
+        var.get("name").and_then(Value::as_str).unwrap_or_default()
     }
 
     fn validate_settings(_: &[u8]) -> CallResult {
