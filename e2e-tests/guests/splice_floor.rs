@@ -213,11 +213,21 @@ mod wapc {
             stamp(&mut out, &settings, &user, &object)?;
         } else {
             let spec: Members = parse(object.get("spec").copied())?;
-            let metadata: Value = parse(object.get("metadata").copied())?;
-            let injections = if secrets::wanted(&settings.secrets, &view(&metadata, &spec)?) {
-                flyte(&settings, &metadata, &spec)?
+            let view = view(parse(object.get("metadata").copied())?, &spec)?;
+            let labels = providers::string_map(&view, "labels");
+            let annotations = providers::string_map(&view, "annotations");
+            let wanted = providers::Wanted::for_pod(&settings, &labels, &annotations);
+            let injections = if secrets::wanted(&settings.secrets, &view) {
+                flyte(&settings, &view, wanted)?
             } else {
-                cloud(&settings, request.namespace, &metadata, &spec)?
+                cloud(
+                    &settings,
+                    request.namespace,
+                    &view,
+                    labels,
+                    annotations,
+                    wanted,
+                )?
             };
             splice(&mut out, &object, &spec, &injections)?;
             out.extend_from_slice(br#","audit_annotations":null"#);
@@ -342,7 +352,7 @@ mod wapc {
 
     /// The document the policy's providers and secret managers read instead of the pod: its
     /// `metadata`, and the two members of `spec` they read.
-    fn view(metadata: &Value, spec: &Members) -> Result<Value, Failure> {
+    fn view(metadata: Value, spec: &Members) -> Result<Value, Failure> {
         let mut view_spec = serde_json::Map::new();
         for k in ["serviceAccountName", "nodeSelector"] {
             if let Some(v) = spec.get(k) {
@@ -368,44 +378,39 @@ mod wapc {
     }
 
     /// Flyte secrets (no cloud identity besides): the policy's own secret manager resolves the
-    /// pod's requests from a document of its `metadata`.
+    /// pod's requests from the document of its `metadata`.
     fn flyte(
         settings: &Settings,
-        metadata: &Value,
-        spec: &Members,
+        view: &Value,
+        wanted: providers::Wanted,
     ) -> Result<Vec<Injection>, Failure> {
-        let view = view(metadata, spec)?;
-        let labels = providers::string_map(&view, "labels");
-        let annotations = providers::string_map(&view, "annotations");
-        if providers::Wanted::for_pod(settings, &labels, &annotations).any() {
+        if wanted.any() {
             return Err(
                 "the splice floor answers Flyte secrets without a cloud identity only".into(),
             );
         }
         let mut findings = Findings::default();
-        let injections = secrets::resolve(&settings.secrets, &view, "", &mut findings);
+        let injections = secrets::resolve(&settings.secrets, view, "", &mut findings);
         if injections.is_empty() || findings != Findings::default() || !plain(&injections) {
             return Err(unsupported());
         }
         Ok(injections)
     }
 
-    /// Cloud identity: our one lookup, then the policy's providers on a document of `metadata`
+    /// Cloud identity: our one lookup, then the policy's providers on the document of `metadata`
     /// (and the two members of `spec` they read).
-    fn cloud(
+    fn cloud<'v>(
         settings: &Settings,
         namespace: &str,
-        metadata: &Value,
-        spec: &Members,
+        view: &'v Value,
+        pod_labels: BTreeMap<&'v str, &'v str>,
+        pod_annotations: BTreeMap<&'v str, &'v str>,
+        wanted: providers::Wanted,
     ) -> Result<Vec<Injection>, Failure> {
-        let view = view(metadata, spec)?;
-        let pod_annotations = providers::string_map(&view, "annotations");
-        let pod_labels = providers::string_map(&view, "labels");
-        let wanted = providers::Wanted::for_pod(settings, &pod_labels, &pod_annotations);
-        let sa = ServiceAccountRef::of_pod(namespace, &view);
+        let sa = ServiceAccountRef::of_pod(namespace, view);
         let account = HostLookup.service_account(&sa)?;
         let ctx = Context {
-            pod: &view,
+            pod: view,
             pod_annotations,
             pod_labels,
             sa: &sa,
