@@ -616,13 +616,9 @@ fn inject_container(
     // Validate env before writing anything, so a malformed container is left untouched.
     let groups_to_add: Vec<&Vec<Value>> = {
         let env = existing_list_ref(container, "env", env_path)?;
-        let present =
-            |wanted: Option<&str>| env.is_some_and(|env| env.iter().any(|e| name_of(e) == wanted));
-        injection
-            .env_groups
-            .iter()
-            .filter(|group| !group.iter().any(|e| present(name_of(e))))
-            .collect()
+        env_groups_to_add(&injection.env_groups, |wanted| {
+            env.is_some_and(|env| env.iter().any(|e| name_of(e) == wanted))
+        })
     };
     let mut changed = false;
     if !missing_mounts.is_empty() {
@@ -655,7 +651,21 @@ fn trim_path(path: &str) -> &str {
     }
 }
 
-fn name_of(item: &Value) -> Option<&str> {
+/// The env groups of one injection a container receives: each whole, or none of it when the
+/// container already sets one of its names (`present`, asked of the container as it was before
+/// this injection: two groups of one injection never exclude each other).
+pub fn env_groups_to_add(
+    groups: &[Vec<Value>],
+    present: impl Fn(Option<&str>) -> bool,
+) -> Vec<&Vec<Value>> {
+    groups
+        .iter()
+        .filter(|group| !group.iter().any(|e| present(name_of(e))))
+        .collect()
+}
+
+/// An item's `name` (a container's, a volume's, a mount's, an env var's).
+pub fn name_of(item: &Value) -> Option<&str> {
     item.get("name").and_then(Value::as_str)
 }
 
@@ -786,6 +796,29 @@ mod tests {
         let (twice, changed, _) = run(once.clone());
         assert!(!changed);
         assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn env_groups_are_added_whole_or_not_at_all_against_the_container_as_it_was() {
+        let groups = vec![
+            vec![env_value("A", "1"), env_value("B", "2")],
+            vec![env_value("C", "3")],
+            // Shares a name with the first group: both are added (the container had neither).
+            vec![env_value("A", "4"), env_value("D", "5")],
+        ];
+        fn names(added: Vec<&Vec<Value>>) -> Vec<&str> {
+            added.into_iter().flatten().filter_map(name_of).collect()
+        }
+        assert_eq!(
+            names(env_groups_to_add(&groups, |_| false)),
+            ["A", "B", "C", "A", "D"]
+        );
+        assert_eq!(
+            names(env_groups_to_add(&groups, |n| n == Some("B"))),
+            ["C", "A", "D"]
+        );
+        assert_eq!(names(env_groups_to_add(&groups, |n| n == Some("A"))), ["C"]);
+        assert!(env_groups_to_add(&groups, |_| true).is_empty());
     }
 
     #[test]

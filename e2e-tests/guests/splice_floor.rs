@@ -6,9 +6,9 @@
 //! (`aws-basic-default-sa`, `both-providers`, the 10-container pod) and on the Flyte secrets row
 //! (`flyte-two-groups`, Kubernetes secrets, every cloud off) without building a document
 //! of the pod: the payload is read with borrowed strings and the pod kept as raw JSON text
-//! (`serde_json::value::RawValue`); the settings are decoded by the policy's own
-//! `Settings::from_payload_text` (kept for the next payload with the same text, as the policy
-//! does). Caller identity: the stamp is the policy's own `caller::stamp_for`, and only
+//! (`serde_json::value::RawValue`); the settings are read by the policy's own
+//! `request::settings_of` (decoded, validated and kept for the next payload with the same text,
+//! as the policy does). Caller identity: the stamp is the policy's own `caller::stamp_for`, and only
 //! `metadata.annotations` and the containers' `env` are written. Cloud identity: our one
 //! ServiceAccount lookup, the policy's own providers resolving the injections from a document of
 //! the pod's `metadata` alone, then volumes, read-only mounts and env groups spliced in. Flyte
@@ -34,7 +34,7 @@ mod wapc {
     use serde_json::Value;
     use workload_identity_policy::caller;
     use workload_identity_policy::host::{HostLookup, Lookup, ServiceAccountRef};
-    use workload_identity_policy::podedit::Injection;
+    use workload_identity_policy::podedit::{self, Injection};
     use workload_identity_policy::providers::{self, Context, Findings};
     use workload_identity_policy::request::{self, UserInfo};
     use workload_identity_policy::secrets;
@@ -438,10 +438,7 @@ mod wapc {
             }
             let mut added = Vec::new();
             for volume in injections.iter().flat_map(|i| &i.volumes) {
-                let name = volume
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let name = podedit::name_of(volume).unwrap_or_default();
                 if names.contains(&name) {
                     return Err(unsupported());
                 }
@@ -480,12 +477,13 @@ mod wapc {
         object(out, pod, &edits)
     }
 
-    /// One container with every injection's env groups (each whole, or not at all when the
-    /// container already sets one of its names) and read-only mounts appended; a mount of one of
-    /// their names or paths, or a configured container, is more than the splice floor handles.
+    /// One container with every injection's env groups (`podedit::env_groups_to_add`, the
+    /// policy's rule) and read-only mounts appended; a mount of one of their names or paths, or a
+    /// container configured already, is more than the splice floor handles.
     fn spliced_container(out: &mut Vec<u8>, raw: &RawValue, injections: &[Injection]) -> Done {
         let unsupported = || -> Failure {
-            "the splice floor injects containers without those mounts only".into()
+            "the splice floor injects containers without those mounts, not configured already, only"
+                .into()
         };
         let members: Members = serde_json::from_str(raw.get())?;
         let name: &str = parse(members.get("name").copied())?;
@@ -508,11 +506,15 @@ mod wapc {
         if complete {
             return Err(unsupported());
         }
+        // Injection by injection, as the policy applies them.
         let mut added_env: Vec<&Value> = Vec::new();
-        for group in wanted.iter().flat_map(|i| &i.env_groups) {
-            if !group.iter().any(|v| names.contains(&name_of(v))) {
-                added_env.extend(group);
-                names.extend(group.iter().map(name_of));
+        for injection in &wanted {
+            let groups = podedit::env_groups_to_add(&injection.env_groups, |n| {
+                n.is_some_and(|n| names.contains(&n))
+            });
+            for var in groups.into_iter().flatten() {
+                added_env.push(var);
+                names.extend(podedit::name_of(var));
             }
         }
         let added_mounts: Vec<MountOut> = wanted
@@ -546,11 +548,6 @@ mod wapc {
             },
         ];
         object(out, &members, &edits)
-    }
-
-    /// An env var's name (the injections' env vars always have one).
-    fn name_of(var: &Value) -> &str {
-        var.get("name").and_then(Value::as_str).unwrap_or_default()
     }
 
     fn validate_settings(_: &[u8]) -> CallResult {
