@@ -2,10 +2,9 @@
 //! `scenarios/mod.rs`, for our `policy.wasm` and the peer module on the same request files; prints a
 //! markdown table (also written to `target/bench-kwctl-table.md`). `make bench-kwctl` runs it.
 //!
-//! - `KWCTL`: the kwctl to run (default `../shared/tools/kwctl`, the offline wrapper);
+//! - `KWCTL`: the kwctl to run (default: `kwctl` on `PATH`; without one the bench prints a notice);
 //! - `POLICY_WASM`: our module (default: built like the tests, `target/e2e-wasm`);
-//! - `PEER_WASM`: the peer (default `../shared/bench/peer-capabilities-psp/...`; without it, its
-//!   rows are skipped with a notice);
+//! - `PEER_WASM`: the peer (without it, its rows are skipped with a notice);
 //! - `KWCTL_WARM_UP` / `KWCTL_MEASUREMENT`: whole seconds per `kwctl bench` run (default 1, 3).
 //!
 //! kwctl prints the median of its 100 samples (each the mean of a batch of calls); the p95 here is
@@ -335,7 +334,8 @@ impl Kwctl {
             // A bare name is looked up on PATH; a path is taken from the workspace root.
             Some(p) if !p.to_string_lossy().contains('/') => PathBuf::from(p),
             Some(p) => workspace.join(p),
-            None => workspace.join("../shared/tools/kwctl"),
+            None => e2e_tests::kwctl::find_tool("KWCTL", "kwctl")
+                .context("no kwctl: set KWCTL=/path/to/kwctl or put kwctl on PATH")?,
         };
         let kwctl = Kwctl {
             program,
@@ -353,6 +353,16 @@ impl Kwctl {
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.env("XDG_CACHE_HOME", &self.cache);
+        command
+    }
+
+    /// `kwctl <name>` for a subcommand that verifies, given the offline Sigstore trust config.
+    fn verifying(&self, name: &str) -> Command {
+        let mut command = self.command();
+        command
+            .arg(name)
+            .arg("--sigstore-trust-config")
+            .arg(e2e_tests::kwctl::sigstore_trust_config());
         command
     }
 
@@ -403,7 +413,7 @@ impl Kwctl {
                 args[at] = single.display().to_string();
             }
         }
-        let output = self.command().arg("run").args(&args).output()?;
+        let output = self.verifying("run").args(&args).output()?;
         if !output.status.success() {
             bail!(
                 "{}: kwctl run ({who}) failed: {}",
@@ -452,7 +462,7 @@ impl Kwctl {
             "true".to_string(),
         ];
         args.extend(run.args());
-        let output = self.command().arg("bench").args(&args).output()?;
+        let output = self.verifying("bench").args(&args).output()?;
         let stdout = strip_ansi(&String::from_utf8_lossy(&output.stdout));
         if !output.status.success() {
             bail!(

@@ -11,9 +11,8 @@
 //!   instance and waPC init per request, the payload encoded, the one `get_resource` answered by
 //!   the host, the ValidationResponse decoded and the JSON patch computed, as policy-evaluator
 //!   does;
-//! - `peer`: the same for the peer module (`PEER_WASM`, default
-//!   `../shared/bench/peer-capabilities-psp/capabilities-psp-policy-v1.0.8.wasm`; without it its
-//!   rows are skipped with a notice) with its own settings;
+//! - `peer`: the same for the peer module (`PEER_WASM`; without it its rows are skipped with a
+//!   notice) with its own settings;
 //! - `native`: `workload_identity_policy::validate_payload_bytes` on our payload bytes with an
 //!   in-memory ServiceAccount lookup (what the guest computes, natively);
 //! - `floor`: `serde_json::from_slice::<Value>` of the same payload bytes, then `to_vec`;

@@ -3,7 +3,7 @@
 //! once here so that both cost models see the same request bytes, settings and ServiceAccount.
 //!
 //! The peer is Kubewarden's own mutating pod policy (`capabilities-psp-policy`, typed k8s-openapi
-//! structs), found through `PEER_WASM` or at `../shared/bench/peer-capabilities-psp/`. It is not
+//! structs), given as `PEER_WASM` (kubewarden/capabilities-psp-policy v1.0.8). It is not
 //! context-aware and mutates every pod whose containers lack its default capabilities, so it runs
 //! on our requests with its own settings: the same bytes through both policies.
 //!
@@ -33,9 +33,6 @@ pub const INSTANCE_ONLY: &str = "instance only (ConfigMap DELETE)";
 /// The same for a pod both policies leave alone.
 pub const INSTANCE_POD: &str = "instance only (pod, nothing to do)";
 
-/// Where the peer's files are when `PEER_WASM` is not set, relative to the workspace.
-const PEER_DIR: &str = "../shared/bench/peer-capabilities-psp";
-const PEER_MODULE: &str = "capabilities-psp-policy-v1.0.8.wasm";
 
 /// Which table a scenario belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -112,13 +109,16 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// `PEER_WASM` (its settings and request beside it), else the shared copy; `None` with the
-    /// reason when neither exists.
+    /// `PEER_WASM` (its `settings.json` and `request-pod.json` beside it, when there); the reason
+    /// when it is not given or not a file.
     pub fn find(workspace: &Path) -> Result<Result<Peer, String>> {
-        let wasm = match std::env::var_os("PEER_WASM").filter(|p| !p.is_empty()) {
-            Some(path) => workspace.join(path),
-            None => workspace.join(PEER_DIR).join(PEER_MODULE),
+        let Some(wasm) = std::env::var_os("PEER_WASM").filter(|p| !p.is_empty()) else {
+            return Ok(Err(
+                "PEER_WASM is not set (capabilities-psp-policy v1.0.8's module): the peer's rows are skipped"
+                    .to_owned(),
+            ));
         };
+        let wasm = workspace.join(wasm);
         if !wasm.is_file() {
             return Ok(Err(format!(
                 "no peer module at {} (set PEER_WASM): the peer's rows are skipped",
