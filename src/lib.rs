@@ -188,9 +188,8 @@ mod tests {
     }
 }
 
-// waPC guest only (wasm32-wasip1): not in the browser playground's wasm32-unknown-unknown build,
-// nor in a guest that links the core with entry points of its own (feature `wapc-glue` off).
-#[cfg(all(target_arch = "wasm32", target_os = "wasi", feature = "wapc-glue"))]
+// waPC guest only (wasm32-wasip1): not in the browser playground's wasm32-unknown-unknown build.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod wapc {
     use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
 
