@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::request::UserInfo;
-use crate::settings::{IdentityBinding, IdentityInjection};
+use crate::podedit;
+use crate::request::{Input, UserInfo};
+use crate::settings::{IdentityBinding, IdentityInjection, OnMissingRequired};
 
 /// Where a claim's value comes from in `userInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +268,91 @@ pub fn managed_in(cfg: &IdentityInjection, template: &Value) -> Stamp {
             .map(|t| (t.target_key.clone(), env(&t.target_key)))
             .collect(),
         missing_required: Vec::new(),
+    }
+}
+
+/// What caller identity does to the pod template of a request.
+pub enum Plan {
+    /// Leave the managed keys as they are.
+    Keep,
+    /// Put back the previous version's values (a workload UPDATE that is not a rollout).
+    Restore,
+    /// Stamp the requester's own claims.
+    Stamp(Stamp),
+}
+
+/// Decides the [`Plan`] for the pod template at `pointer` of `current` (the object as it is,
+/// not edited), requested by `user`. A missing required claim under `onMissingRequired: warn`
+/// adds to `warnings`; a refusal is its message (naming `object_ref`) and status code.
+pub fn plan(
+    cfg: &IdentityInjection,
+    input: &Input,
+    current: &Value,
+    pointer: &str,
+    object_ref: &str,
+    user: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Plan, (String, u16)> {
+    let Some(template) = current.pointer(pointer).filter(|t| t.is_object()) else {
+        // No pod template to stamp; the API server validates the rest.
+        return Ok(Plan::Keep);
+    };
+    if let Err(malformed) = podedit::check_shape(template) {
+        return Err((
+            format!("{object_ref}: {}{malformed}", template_path(pointer)),
+            400,
+        ));
+    }
+    let old_template = input.old_object.pointer(pointer).filter(|t| t.is_object());
+    if let (true, Some(old)) = (input.operation == "UPDATE", old_template) {
+        if pointer.is_empty() {
+            // A Pod's managed annotations can only be changed by its stamp.
+            let before = managed_in(cfg, old);
+            let after = managed_in(cfg, template);
+            if let Some((key, _)) = before
+                .annotations
+                .iter()
+                .zip(&after.annotations)
+                .find(|(b, a)| b.1 != a.1)
+                .map(|(b, _)| b)
+            {
+                return Err((
+                    format!(
+                        "{object_ref}: annotation {key:?} is managed by caller identity injection and cannot be changed by {user:?}"
+                    ),
+                    403,
+                ));
+            }
+            return Ok(Plan::Keep);
+        }
+        if without_managed(cfg, old) == without_managed(cfg, template) {
+            // Not a new rollout: the previous stamp stays, restored if tampered.
+            return Ok(Plan::Restore);
+        }
+    }
+    let stamp = stamp_for(cfg, &input.user);
+    for (claim, target) in &stamp.missing_required {
+        let message = format!(
+            "{object_ref}: required claim {claim:?} for {target:?} is missing from the identity of {user:?}"
+        );
+        match cfg.on_missing_required {
+            OnMissingRequired::Reject => return Err((message, 403)),
+            OnMissingRequired::Warn => {
+                warnings.push(format!("{message}; {target:?} is left unset"))
+            }
+        }
+    }
+    Ok(Plan::Stamp(stamp))
+}
+
+/// `spec.template.` for `/spec/template`: the prefix that makes a path
+/// inside the pod template a path inside the object (empty for a Pod).
+pub fn template_path(pointer: &str) -> String {
+    let dotted = pointer.trim_start_matches('/').replace('/', ".");
+    if dotted.is_empty() {
+        dotted
+    } else {
+        dotted + "."
     }
 }
 

@@ -15,7 +15,7 @@ use crate::podedit;
 use crate::providers::{self, Context, Findings};
 use crate::request::Input;
 use crate::secrets;
-use crate::settings::{LookupFailure, OnMissingRequired, Settings};
+use crate::settings::{LookupFailure, Settings};
 
 /// What the policy answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,16 +131,6 @@ fn decide_on(
     }
 }
 
-/// What caller identity does to the pod template of this request.
-enum CallerPlan {
-    /// Leave the managed keys as they are.
-    Keep,
-    /// Put back the previous version's values (a workload UPDATE that is not a rollout).
-    Restore,
-    /// Stamp the requester's own claims.
-    Stamp(caller::Stamp),
-}
-
 /// Stamps, keeps or restores the managed caller-identity keys (see `caller`).
 fn caller_identity(
     settings: &Settings,
@@ -165,11 +155,20 @@ fn caller_identity(
         "" => "<anonymous>",
         name => name,
     };
-    let plan = caller_plan(settings, input, current, pointer, &object_ref, user, fx)?;
+    let plan = caller::plan(
+        cfg,
+        input,
+        current,
+        pointer,
+        &object_ref,
+        user,
+        &mut fx.warnings,
+    )
+    .map_err(|(message, code)| std::mem::take(fx).reject(message, code))?;
     let stamp = match plan {
-        CallerPlan::Keep => return Ok(()),
-        CallerPlan::Restore => None,
-        CallerPlan::Stamp(stamp) => Some(stamp),
+        caller::Plan::Keep => return Ok(()),
+        caller::Plan::Restore => None,
+        caller::Plan::Stamp(stamp) => Some(stamp),
     };
     let working = object.get_or_insert_with(|| input.object.clone());
     let written = match (working.pointer_mut(pointer), &stamp) {
@@ -196,7 +195,10 @@ fn caller_identity(
         Ok(changed) => changed,
         Err(malformed) => {
             return Err(std::mem::take(fx).reject(
-                format!("{object_ref}: {}{malformed}", template_path(pointer)),
+                format!(
+                    "{object_ref}: {}{malformed}",
+                    caller::template_path(pointer)
+                ),
                 400,
             ))
         }
@@ -217,80 +219,6 @@ fn caller_identity(
         values.stamped_keys().join(","),
     );
     Ok(())
-}
-
-/// `spec.template.` for `/spec/template`: the prefix that makes a path
-/// inside the pod template a path inside the object (empty for a Pod).
-fn template_path(pointer: &str) -> String {
-    let dotted = pointer.trim_start_matches('/').replace('/', ".");
-    if dotted.is_empty() {
-        dotted
-    } else {
-        dotted + "."
-    }
-}
-
-/// Decides [`CallerPlan`] from the object as it is, without editing it.
-fn caller_plan(
-    settings: &Settings,
-    input: &Input,
-    current: &Value,
-    pointer: &str,
-    object_ref: &str,
-    user: &str,
-    fx: &mut Effects,
-) -> Result<CallerPlan, Decision> {
-    let cfg = &settings.identity_injection;
-    let Some(template) = current.pointer(pointer).filter(|t| t.is_object()) else {
-        // No pod template to stamp; the API server validates the rest.
-        return Ok(CallerPlan::Keep);
-    };
-    if let Err(malformed) = podedit::check_shape(template) {
-        return Err(std::mem::take(fx).reject(
-            format!("{object_ref}: {}{malformed}", template_path(pointer)),
-            400,
-        ));
-    }
-    let old_template = input.old_object.pointer(pointer).filter(|t| t.is_object());
-    if let (true, Some(old)) = (input.operation == "UPDATE", old_template) {
-        if pointer.is_empty() {
-            // A Pod's managed annotations can only be changed by its stamp.
-            let before = caller::managed_in(cfg, old);
-            let after = caller::managed_in(cfg, template);
-            if let Some((key, _)) = before
-                .annotations
-                .iter()
-                .zip(&after.annotations)
-                .find(|(b, a)| b.1 != a.1)
-                .map(|(b, _)| b)
-            {
-                return Err(std::mem::take(fx).reject(
-                    format!(
-                        "{object_ref}: annotation {key:?} is managed by caller identity injection and cannot be changed by {user:?}"
-                    ),
-                    403,
-                ));
-            }
-            return Ok(CallerPlan::Keep);
-        }
-        if caller::without_managed(cfg, old) == caller::without_managed(cfg, template) {
-            // Not a new rollout: the previous stamp stays, restored if tampered.
-            return Ok(CallerPlan::Restore);
-        }
-    }
-    let stamp = caller::stamp_for(cfg, &input.user);
-    for (claim, target) in &stamp.missing_required {
-        let message = format!(
-            "{object_ref}: required claim {claim:?} for {target:?} is missing from the identity of {user:?}"
-        );
-        match cfg.on_missing_required {
-            OnMissingRequired::Reject => return Err(std::mem::take(fx).reject(message, 403)),
-            OnMissingRequired::Warn => fx
-                .warnings
-                .push(format!("{message}; {target:?} is left unset")),
-        }
-    }
-    Ok(CallerPlan::Stamp(stamp))
 }
 
 /// Flyte task secrets for a Pod CREATE (see `secrets`): from the pod alone,

@@ -57,8 +57,8 @@ impl Lookup for HostLookup {
     }
 }
 
-/// The `get_resource` request [`HostLookup`] sends for `sa` (the benches' hollow guest sends
-/// the same bytes).
+/// The `get_resource` request [`HostLookup`] sends for `sa` (the e2e tests check a fixture's
+/// session records exactly this request).
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub fn service_account_request(
     sa: &ServiceAccountRef,

@@ -1,11 +1,14 @@
-//! workload-identity-policy: one Kubewarden policy that gives pods their
-//! cloud workload identity from their ServiceAccount's annotations, drop-in
-//! for the AWS EKS pod identity webhook and the STACKIT pod identity webhook.
+//! workload-identity-policy: one Kubewarden mutating policy that gives pods their cloud workload
+//! identity from their ServiceAccount's annotations, drop-in for the webhooks that do it today:
+//! AWS IRSA and EKS Pod Identity (aws/amazon-eks-pod-identity-webhook), Azure Workload Identity,
+//! GCP workload identity federation (pfnet-research's webhook), STACKIT, and token providers
+//! defined in settings. It can also stamp the caller's identity on pods and pod templates
+//! (Union's identity injection) and mount Flyte task secrets (flytepropeller's pod webhook).
 //!
-//! Layout: [`settings`] (decode + validate), [`request`] (decode the payload),
-//! [`core::decide`] (the pure decision), [`providers`] (per-cloud rules as
-//! data), [`secrets`] (Flyte task secrets), [`podedit`] (the only JSON
-//! writer), [`host`] (the one lookup).
+//! Layout: [`settings`] (types, the one decoder, validation), [`request`] (decode the payload),
+//! [`core::decide`] (the pure decision), [`providers`] (per-cloud rules as data), [`caller`]
+//! (caller identity), [`secrets`] (Flyte task secrets), [`podedit`] (the only JSON writer),
+//! [`host`] (the one lookup), [`names`] (the names the policy owns).
 //! This file is the waPC glue: decode, look up, call the core, encode. No
 //! error or panic leaves it: Kubewarden turns those into a 500 denial that
 //! ignores the webhook's failurePolicy.
@@ -62,15 +65,9 @@ pub fn validate_payload_bytes(payload: &[u8], lookup: &dyn host::Lookup) -> Vec<
 }
 
 fn decide_payload(payload: &[u8], lookup: &dyn host::Lookup) -> Decision {
-    // One pass, no document for what the policy does not read, settings
-    // decoded once; anything unusual takes the path below, which says what
-    // is wrong (both give the same answer on every payload).
-    if let Some((input, settings)) = request::decode(payload) {
-        return core::decide_owned(&settings, input, lookup);
-    }
     match Input::from_payload(payload) {
         Err(message) => reject(message, 400),
-        Ok((input, raw_settings)) => match Settings::from_value(raw_settings) {
+        Ok((input, raw_settings)) => match Settings::from_value(&raw_settings) {
             Ok(settings) => core::decide_owned(&settings, input, lookup),
             // validate_settings refuses these before any request arrives.
             Err(message) => reject(format!("invalid policy settings: {message}"), 500),

@@ -1,4 +1,7 @@
-//! The only code that writes into the pod: adds volumes, mounts and env vars.
+//! The only code that writes into the pod or a pod template: adds the volumes, mounts and env
+//! vars of cloud identity and Flyte secrets ([`apply`]), writes and restores caller identity's
+//! managed annotations and env vars ([`write_managed`], [`restore_managed`]), and checks that an
+//! object has the shape these edits need ([`check_shape`]).
 //!
 //! Rules: edit the raw JSON in place, never replace or re-serialise an array,
 //! never drop a key, append in a stable order, and leave whatever the user set
@@ -654,7 +657,7 @@ fn trim_path(path: &str) -> &str {
 /// The env groups of one injection a container receives: each whole, or none of it when the
 /// container already sets one of its names (`present`, asked of the container as it was before
 /// this injection: two groups of one injection never exclude each other).
-pub fn env_groups_to_add(
+fn env_groups_to_add(
     groups: &[Vec<Value>],
     present: impl Fn(Option<&str>) -> bool,
 ) -> Vec<&Vec<Value>> {
@@ -665,7 +668,7 @@ pub fn env_groups_to_add(
 }
 
 /// An item's `name` (a container's, a volume's, a mount's, an env var's).
-pub fn name_of(item: &Value) -> Option<&str> {
+fn name_of(item: &Value) -> Option<&str> {
     item.get("name").and_then(Value::as_str)
 }
 

@@ -31,8 +31,8 @@
 //!
 //! `generator_reaches_every_outcome` keeps the generator honest (enough mutations, denials,
 //! secrets, stamps...), `checks_catch_broken_outputs` shows the checks of 3 and 4 catch outputs
-//! broken on purpose, and the ignored `repro_*` tests are minimal reproductions of what the
-//! properties found, to be un-ignored once fixed. 256 cases per property by default;
+//! broken on purpose, and the regression tests at the end are minimal reproductions of what the
+//! properties found (all fixed, kept so they stay fixed). 256 cases per property by default;
 //! `PROPTEST_CASES=N` runs more.
 
 use std::cell::Cell;
@@ -1987,7 +1987,7 @@ fn checks_catch_broken_outputs() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Minimal reproductions of what the properties found (ignored until fixed; see the report)
+// Regression tests: minimal reproductions of what the properties found, all fixed
 // ---------------------------------------------------------------------------------------------
 
 fn settings_of(raw: Value) -> Settings {

@@ -1,6 +1,7 @@
 //! AWS IRSA, drop-in for aws/amazon-eks-pod-identity-webhook.
 //!
-//! Contract (anchor-contracts §1): the SA's `<prefix>/role-arn` turns it on;
+//! Contract (aws/amazon-eks-pod-identity-webhook at `3bf80a3`, after v0.6.17,
+//! `pkg/handler/handler.go`): the SA's `<prefix>/role-arn` turns it on;
 //! `audience`, `sts-regional-endpoints` and `token-expiration` (pod wins
 //! over SA, over settings; raised to 600) tune it; pod `skip-containers` and
 //! the pod label `skip-pod-identity-webhook` opt out. A container that

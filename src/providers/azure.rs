@@ -1,6 +1,6 @@
 //! Azure Workload Identity, drop-in for Azure/azure-workload-identity.
 //!
-//! Contract (anchor-contracts §2; `pkg/webhook/webhook.go` and `consts.go`):
+//! Contract (Azure/azure-workload-identity v1.6.0, `pkg/webhook/webhook.go` and `consts.go`):
 //! pods labelled `azure.workload.identity/use: "true"` (the webhook's
 //! objectSelector, here `azure.requireUseLabel`) get `AZURE_CLIENT_ID`
 //! (SA `client-id`), `AZURE_TENANT_ID` (SA `tenant-id`, else

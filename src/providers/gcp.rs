@@ -2,7 +2,8 @@
 //! pfnet-research/gcp-workload-identity-federation-webhook in its `direct`
 //! injection mode.
 //!
-//! Contract (anchor-contracts §4): the SA's `<prefix>/workload-identity-provider`
+//! Contract (pfnet-research/gcp-workload-identity-federation-webhook at `80d482e`, v0.7.0
+//! prep): the SA's `<prefix>/workload-identity-provider`
 //! turns it on and must be a provider resource name, else the pod is denied;
 //! `service-account-email` adds impersonation, `audience` and
 //! `token-expiration` (pod wins over SA, over settings; raised to 3600) tune
@@ -11,7 +12,7 @@
 //! written to a managed pod annotation and projected by the downward API.
 //!
 //! Beyond the anchor: a provider without an email is direct federated access
-//! (no `service_account_impersonation_url`, the anchor's issue #87), and an
+//! (no `service_account_impersonation_url`; the webhook's issue #87), and an
 //! email without a provider is denied naming both annotations. Only direct
 //! mode exists: `injection-mode: gcloud` warns and injects direct mode, which
 //! since the anchor's PR #152 also makes `gcloud` work:

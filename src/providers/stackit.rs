@@ -1,6 +1,6 @@
 //! STACKIT workload identity, drop-in for stackitcloud/stackit-pod-identity-webhook.
 //!
-//! Contract (anchor-contracts §3): the SA's `service-account-email` turns it
+//! Contract (stackitcloud/stackit-pod-identity-webhook at `983c81e`, after v0.2.0): the SA's `service-account-email` turns it
 //! on; invalid annotations deny the pod, all problems in one message, as the
 //! anchor does. Where the anchor denies because a same-named env var, volume
 //! or mount exists, we keep the user's and stay idempotent (see `podedit`).

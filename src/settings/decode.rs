@@ -1,0 +1,263 @@
+//! Settings from JSON: the one decoder, for `validate_settings` and for every `validate` payload.
+//!
+//! serde's derive reads the text (which also refuses duplicate keys); only when it fails is the
+//! same text read again through serde_path_to_error, to name the field (its tracking of every key
+//! costs a quarter of a request's time, so it runs only on the error path). Then the structure
+//! serde cannot check (a list in place of an object) and the values ([`Settings::validate`]).
+
+use serde_json::Value;
+
+use super::Settings;
+
+impl Settings {
+    /// Decodes and validates settings JSON. `null` and empty input mean `{}`.
+    /// The error lists every problem, each naming its field.
+    pub fn from_json(raw: &[u8]) -> Result<Settings, String> {
+        let trimmed = raw.trim_ascii();
+        if trimmed.is_empty() || trimmed == b"null" {
+            return Ok(Settings::default());
+        }
+        let settings = deserialize(trimmed)?;
+        let value: Value = serde_json::from_slice(trimmed)
+            .map_err(|e| format!("settings: not JSON: {}", without_position(&e)))?;
+        checked(settings, &value)
+    }
+
+    /// The settings a `validate` payload carries, already read into a `Value` with the rest of the
+    /// payload: decoded and checked as [`Settings::from_json`] does.
+    pub fn from_value(value: &Value) -> Result<Settings, String> {
+        if value.is_null() {
+            return Ok(Settings::default());
+        }
+        // Through the text decoder: a second (Value) decoder for every settings type would add
+        // ~100 KB to the module.
+        let text = serde_json::to_vec(value).map_err(|e| format!("settings: {e}"))?;
+        checked(deserialize(&text)?, value)
+    }
+}
+
+/// The text through serde's derive; on failure, again through serde_path_to_error for the path.
+fn deserialize(text: &[u8]) -> Result<Settings, String> {
+    serde_json::from_slice(text).map_err(|_| {
+        let de = &mut serde_json::Deserializer::from_slice(text);
+        match serde_path_to_error::deserialize::<_, Settings>(de) {
+            Err(e) => describe_error(e),
+            // Both read the same text with the same derive; kept total all the same.
+            Ok(_) => "settings: cannot be decoded".to_string(),
+        }
+    })
+}
+
+/// What serde cannot check, then the values.
+fn checked(settings: Settings, value: &Value) -> Result<Settings, String> {
+    // serde's derive also reads a struct from a JSON list (fields by
+    // position), which bypasses the unknown-field check: only list
+    // settings may be lists.
+    let mut errors = Vec::new();
+    misplaced_lists(value, "", &mut errors);
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// Settings whose value is a list; a list anywhere else is refused. Inside
+/// `valueFrom` (passed through to Kubernetes) anything goes.
+/// Every list field of the settings' types, by its camelCase name (a test checks it against
+/// `types.rs`).
+const LIST_SETTINGS: [&str; 10] = [
+    "podIdentityAssociations",
+    "serviceAccounts",
+    "customProviders",
+    "env",
+    "annotations",
+    "environmentVariables",
+    "identityBindings",
+    "values",
+    "usernames",
+    "groups",
+];
+
+fn misplaced_lists(value: &serde_json::Value, path: &str, errors: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == "valueFrom" {
+                    continue;
+                }
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match child {
+                    Value::Array(items) if LIST_SETTINGS.contains(&key.as_str()) => {
+                        for (i, item) in items.iter().enumerate() {
+                            if item.is_array() {
+                                errors.push(format!("{child_path}[{i}]: expected an object or a value, found a list"));
+                            } else {
+                                misplaced_lists(item, &format!("{child_path}[{i}]"), errors);
+                            }
+                        }
+                    }
+                    Value::Array(_) => errors.push(format!(
+                        "{child_path}: expected an object or a value, found a list"
+                    )),
+                    _ => misplaced_lists(child, &child_path, errors),
+                }
+            }
+        }
+        Value::Array(_) if path.is_empty() => {
+            errors.push("settings: expected an object, found a list".to_string())
+        }
+        _ => {}
+    }
+}
+
+/// serde_json's message without its position ("at line 1 column 42"), which says nothing to a
+/// YAML author; for untyped parsing serde_json never quotes the input, so no env value can leak
+/// into a denial. The payload decoder uses it too.
+pub(crate) fn without_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(pos) => message.get(..pos).unwrap_or(&message).to_string(),
+        None => message,
+    }
+}
+
+/// Turns a serde error into "path: problem".
+fn describe_error(err: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = err.path().to_string();
+    let message = without_position(err.inner());
+    // The path already ends with the unknown key: show it whole.
+    if let Some((_, rest)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split_once('`'))
+    {
+        return format!("unknown field `{path}`{rest}");
+    }
+    if path == "." {
+        format!("settings: {message}")
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::LookupFailure;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::empty_object("{}")]
+    #[case::null("null")]
+    #[case::empty("")]
+    #[case::partial_aws(r#"{"aws":{"region":"eu-west-1"}}"#)]
+    #[case::reject_mode(r#"{"lookupFailure":"reject"}"#)]
+    fn valid_settings(#[case] raw: &str) {
+        assert!(Settings::from_json(raw.as_bytes()).is_ok(), "{raw}");
+    }
+
+    #[test]
+    fn defaults_are_the_anchors_defaults() {
+        let s = Settings::from_json(b"{}").unwrap();
+        assert!(s.aws.enabled && s.stackit.enabled);
+        assert_eq!(s.aws.audience, "sts.amazonaws.com");
+        assert_eq!(s.aws.token_expiration_seconds, 86400);
+        assert_eq!(s.stackit.token_expiration_seconds, 600);
+        assert_eq!(s.stackit.audience, "sts.accounts.stackit.cloud");
+        assert_eq!(s.lookup_failure, LookupFailure::Admit);
+    }
+
+    #[rstest]
+    #[case::unknown_top_level(r#"{"vault":{}}"#, "unknown field `vault`, expected one of `aws`")]
+    #[case::unknown_nested(
+        r#"{"aws":{"roleArn":"x"}}"#,
+        "unknown field `aws.roleArn`, expected one of `enabled`"
+    )]
+    #[case::wrong_type(
+        r#"{"aws":{"tokenExpirationSeconds":"abc"}}"#,
+        "aws.tokenExpirationSeconds: invalid type: string \"abc\", expected i64"
+    )]
+    #[case::bad_mode(
+        r#"{"lookupFailure":"maybe"}"#,
+        "lookupFailure: unknown variant `maybe`"
+    )]
+    #[case::short_expiry(
+        r#"{"aws":{"tokenExpirationSeconds":100}}"#,
+        "aws.tokenExpirationSeconds: 100 is out of range"
+    )]
+    #[case::bad_prefix(
+        r#"{"aws":{"annotationPrefix":"Not A Prefix"}}"#,
+        "aws.annotationPrefix: \"Not A Prefix\" is not a DNS subdomain"
+    )]
+    #[case::relative_mount(
+        r#"{"aws":{"tokenMountPath":"var/run"}}"#,
+        "aws.tokenMountPath: \"var/run\" is not an absolute"
+    )]
+    #[case::bad_region(
+        r#"{"aws":{"region":"EU West"}}"#,
+        "aws.region: \"EU West\" is not an AWS region"
+    )]
+    #[case::empty_audience(
+        r#"{"stackit":{"audience":" "}}"#,
+        "stackit.audience: must not be empty"
+    )]
+    fn invalid_settings_name_the_field(#[case] raw: &str, #[case] expected_start: &str) {
+        let err = Settings::from_json(raw.as_bytes()).unwrap_err();
+        assert!(err.starts_with(expected_start), "got {err:?}");
+    }
+
+    #[rstest]
+    #[case::provider_as_list(
+        r#"{"aws":[false]}"#,
+        "aws: expected an object or a value, found a list"
+    )]
+    #[case::empty_list(r#"{"aws":[]}"#, "aws: expected an object or a value, found a list")]
+    #[case::whole_settings(r#"[{"enabled":false}]"#, "settings: expected an object, found a list")]
+    #[case::nested_item(
+        r#"{"customProviders":[["vault"]]}"#,
+        "customProviders[0]: invalid length 1, expected struct CustomProvider with 8 elements"
+    )]
+    #[case::deep(
+        r#"{"identityInjection":{"trustedRequesters":[]}}"#,
+        "identityInjection.trustedRequesters: expected an object or a value, found a list"
+    )]
+    fn lists_in_place_of_objects_are_refused(#[case] raw: &str, #[case] expected: &str) {
+        assert_eq!(Settings::from_json(raw.as_bytes()).unwrap_err(), expected);
+    }
+
+    /// A list field missing from LIST_SETTINGS would be refused as misplaced; one listed that is
+    /// no list field would let a list through where serde reads a struct by position.
+    #[test]
+    fn list_settings_are_the_list_fields_of_the_types() {
+        let camel = |name: &str| {
+            let mut out = String::new();
+            let mut upper = false;
+            for c in name.chars() {
+                if c == '_' {
+                    upper = true;
+                } else {
+                    out.push(if upper { c.to_ascii_uppercase() } else { c });
+                    upper = false;
+                }
+            }
+            out
+        };
+        let mut fields: Vec<String> = include_str!("types.rs")
+            .lines()
+            .filter_map(|line| {
+                let (name, ty) = line.trim().strip_prefix("pub ")?.split_once(": ")?;
+                ty.starts_with("Vec<").then(|| camel(name))
+            })
+            .collect();
+        fields.sort();
+        fields.dedup();
+        let mut listed: Vec<String> = LIST_SETTINGS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, fields);
+    }
+}
