@@ -98,6 +98,8 @@ fn identity(container: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Findings;
+    use crate::secrets::test_support::{encode, flyte_env, sidecar_run, RESOURCES};
     use serde_json::json;
 
     fn secret(group: &str, key: &str) -> Secret {
@@ -177,5 +179,45 @@ mod tests {
                 "key \"../k\" has a \"..\" path segment (the file would not be under /etc/flyte/secrets)",
             ]
         );
+    }
+
+    /// flytepropeller's `TestAWSSecretManagerInjector_Inject`, whole pod.
+    #[test]
+    fn aws_is_upstreams_test() {
+        let mut p = json!({
+            "metadata": {"labels": {"inject-flyte-secrets": "true"}, "annotations": {
+                "flyte.secrets/s0": encode("group: 'arn' key: 'name' env_var: 'MY_SECRET_VAR'")}},
+            "spec": {"containers": [{"name": "container1"}]}
+        });
+        let (changed, findings) = sidecar_run("aws", &mut p);
+        assert!(changed && findings == Findings::default(), "{findings:?}");
+        let resources: Value = serde_json::from_str(RESOURCES).unwrap();
+        let env = flyte_env(&[("MY_SECRET_VAR", "/etc/flyte/secrets/arn/name")]);
+        let mut sidecar_env = vec![
+            json!({"name": "SECRET_ARN", "value": "arn:name"}),
+            json!({"name": "SECRET_FILENAME", "value": "/arn/name"}),
+        ];
+        sidecar_env.extend(env.as_array().unwrap().iter().cloned());
+        assert_eq!(
+            p["spec"],
+            json!({
+                "volumes": [{"name": "aws-secret-vol", "emptyDir": {"medium": "Memory"}}],
+                "initContainers": [{
+                    "name": "aws-pull-secret-0",
+                    "image": "docker.io/amazon/aws-secrets-manager-secret-sidecar:v0.1.4",
+                    "env": sidecar_env,
+                    "volumeMounts": [{"name": "aws-secret-vol", "mountPath": "/tmp"}],
+                    "resources": resources,
+                }],
+                "containers": [{
+                    "name": "container1",
+                    "env": env,
+                    "volumeMounts": [{"name": "aws-secret-vol", "mountPath": "/etc/flyte/secrets", "readOnly": true}],
+                }],
+            })
+        );
+        let again = p.clone();
+        assert_eq!(sidecar_run("aws", &mut p), (false, Findings::default()));
+        assert_eq!(p, again);
     }
 }

@@ -92,6 +92,8 @@ fn identity(container: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Findings;
+    use crate::secrets::test_support::{encode, flyte_env, sidecar_run, RESOURCES};
     use serde_json::json;
 
     fn secret(group: &str, version: &str) -> Secret {
@@ -165,5 +167,36 @@ mod tests {
             &mut none,
         );
         assert!(none.is_empty(), "{none:?}");
+    }
+
+    /// flytepropeller's `TestGCPSecretManagerInjector_Inject`, whole pod.
+    #[test]
+    fn gcp_is_upstreams_test() {
+        let mut p = json!({
+            "metadata": {"labels": {"inject-flyte-secrets": "true"}, "annotations": {
+                "flyte.secrets/s0": encode("group: 'TestSecret' group_version: '2'")}},
+            "spec": {"containers": []}
+        });
+        let (changed, findings) = sidecar_run("gcp", &mut p);
+        assert!(changed && findings == Findings::default(), "{findings:?}");
+        let resources: Value = serde_json::from_str(RESOURCES).unwrap();
+        assert_eq!(
+            p["spec"],
+            json!({
+                "volumes": [{"name": "gcp-secret-vol", "emptyDir": {"medium": "Memory"}}],
+                "initContainers": [{
+                    "name": "gcp-pull-secret-0",
+                    "image": "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine",
+                    "command": ["sh", "-ec", "gcloud secrets versions access TestSecret/versions/2 --out-file=/etc/flyte/secrets/testsecret/2 || gcloud secrets versions access 2 --secret=TestSecret --out-file=/etc/flyte/secrets/testsecret/2; chmod +rX /etc/flyte/secrets/testsecret /etc/flyte/secrets/testsecret/2"],
+                    "env": flyte_env(&[]),
+                    "volumeMounts": [{"name": "gcp-secret-vol", "mountPath": "/etc/flyte/secrets"}],
+                    "resources": resources,
+                }],
+                "containers": [],
+            })
+        );
+        let again = p.clone();
+        assert_eq!(sidecar_run("gcp", &mut p), (false, Findings::default()));
+        assert_eq!(p, again);
     }
 }

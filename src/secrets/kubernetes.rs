@@ -208,6 +208,9 @@ fn flyte_injection(group: &str) -> Injection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::test_support::{encode, pod, run, DB_PASSWORD};
+    use crate::settings::SecretsSettings;
+    use rstest::rstest;
 
     #[test]
     fn volume_names_are_dns_labels_for_any_group() {
@@ -250,5 +253,125 @@ mod tests {
             assert_eq!(is_dns_subdomain(value), secret_name, "{value}");
             assert_eq!(is_secret_key(value), secret_key, "{value}");
         }
+    }
+
+    #[test]
+    fn kubernetes_env_var_secret() {
+        let mut p = pod(json!({"flyte.secrets/s0": DB_PASSWORD}));
+        let (changed, findings) = run(&SecretsSettings::default(), &mut p);
+        assert!(changed && findings == Findings::default(), "{findings:?}");
+        let source = json!({"secretKeyRef": {"name": "db-credentials", "key": "password", "optional": true}});
+        assert_eq!(
+            p["spec"]["initContainers"][0]["env"],
+            json!([
+                {"name": "_FSEC_DB-CREDENTIALS_PASSWORD", "valueFrom": source},
+                {"name": "DB_PASSWORD", "valueFrom": source},
+                {"name": "FLYTE_SECRETS_ENV_PREFIX", "value": "_FSEC_"},
+            ])
+        );
+        // The user's DB_PASSWORD is kept (first writer wins).
+        assert_eq!(
+            p["spec"]["containers"][0]["env"][0],
+            json!({"name": "DB_PASSWORD", "value": "mine"})
+        );
+        assert_eq!(p["spec"].get("volumes"), None);
+        let again = p.clone();
+        assert!(!run(&SecretsSettings::default(), &mut p).0);
+        assert_eq!(p, again);
+    }
+
+    #[test]
+    fn kubernetes_file_secrets_of_one_group_share_a_volume() {
+        let mut p = pod(json!({
+            "flyte.secrets/s0": encode("group: 'db' key: 'Password' mount_requirement: FILE env_var: 'PW_FILE'"),
+            "flyte.secrets/s1": encode("group: 'db' key: 'user'"),
+            "flyte.secrets/s2": encode("group: 'db' key: 'user' mount_requirement: FILE"),
+        }));
+        let (changed, findings) = run(&SecretsSettings::default(), &mut p);
+        assert!(changed && findings == Findings::default(), "{findings:?}");
+        let name = volume_name("db");
+        assert_eq!(
+            p["spec"]["volumes"],
+            json!([{"name": name, "secret": {"secretName": "db", "optional": true, "items": [
+                {"key": "Password", "path": "password"}, {"key": "user", "path": "user"}]}}])
+        );
+        for c in [&p["spec"]["initContainers"][0], &p["spec"]["containers"][0]] {
+            assert_eq!(
+                c["volumeMounts"],
+                json!([{"name": name, "mountPath": "/etc/flyte/secrets/db", "readOnly": true}])
+            );
+        }
+        assert_eq!(
+            p["spec"]["initContainers"][0]["env"],
+            json!([
+                {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/flyte/secrets"},
+                {"name": "FLYTE_SECRETS_FILE_PREFIX", "value": ""},
+                {"name": "PW_FILE", "value": "/etc/flyte/secrets/db/password"},
+            ])
+        );
+        let again = p.clone();
+        assert!(!run(&SecretsSettings::default(), &mut p).0);
+        assert_eq!(p, again);
+    }
+
+    #[test]
+    fn missing_items_are_merged_into_an_existing_volume() {
+        let mut p = pod(
+            json!({"flyte.secrets/s0": encode("group: 'db' key: 'a'"), "flyte.secrets/s1": encode("group: 'db' key: 'b'")}),
+        );
+        p["spec"]["volumes"] = json!([{"name": volume_name("db"), "secret": {"secretName": "db", "items": [{"key": "a", "path": "a", "mode": 256}]}}]);
+        run(&SecretsSettings::default(), &mut p);
+        assert_eq!(
+            p["spec"]["volumes"],
+            json!([{"name": volume_name("db"), "secret": {"secretName": "db", "items": [
+                {"key": "a", "path": "a", "mode": 256}, {"key": "b", "path": "b"}]}}])
+        );
+    }
+
+    #[rstest]
+    #[case::no_key(
+        "group: 'db'",
+        "the secret has no key (both group and key are required; group is \"db\")"
+    )]
+    #[case::no_group("key: 'k'", "the secret has no group")]
+    #[case::unknown_mount(
+        "group: 'db' key: 'k' mount_requirement: 5",
+        "mount_requirement 5 is not ANY (0), ENV_VAR (1) or FILE (2)"
+    )]
+    #[case::bad_group(
+        "group: 'DB_Creds' key: 'k'",
+        "group \"DB_Creds\" is not a Kubernetes Secret name"
+    )]
+    #[case::bad_key(
+        "group: 'db' key: '../x'",
+        "key \"../x\" is not a Kubernetes Secret key"
+    )]
+    #[case::bad_env_var(
+        "group: 'db' key: 'k' env_var: '1X'",
+        "env_var \"1X\" is not a valid environment variable name"
+    )]
+    fn kubernetes_denials(#[case] text: &str, #[case] expected: &str) {
+        let mut p = pod(json!({"flyte.secrets/s3": encode(text)}));
+        let before = p.clone();
+        let (changed, findings) = run(&SecretsSettings::default(), &mut p);
+        assert!(!changed && p == before);
+        assert_eq!(findings.denials.len(), 1, "{findings:?}");
+        let denial = &findings.denials[0];
+        assert!(
+            denial.starts_with(&format!("annotation \"flyte.secrets/s3\": {expected}")),
+            "{denial}"
+        );
+    }
+
+    #[test]
+    fn two_keys_for_one_file_are_denied() {
+        let mut p = pod(
+            json!({"flyte.secrets/s0": encode("group: 'db' key: 'Key'"), "flyte.secrets/s1": encode("group: 'db' key: 'key'")}),
+        );
+        let (_, findings) = run(&SecretsSettings::default(), &mut p);
+        assert_eq!(
+            findings.denials,
+            ["annotation \"flyte.secrets/s1\": key \"key\" of group \"db\" would be the same file as key \"Key\" (/etc/flyte/secrets/db/key)"]
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! Flyte task secrets, drop-in for flytepropeller's pod webhook (`secrets`
 //! mutator, v1.16.8) with its Kubernetes, Vault, AWS and GCP secret managers.
 //!
-//! Contract (issue #5, anchor-contracts §5): a pod labelled
-//! `inject-flyte-secrets: "true"` asks for one secret per annotation whose
-//! key starts with `flyte.secrets/s`; its value is a flyteidl `core.Secret`
-//! in protobuf text format ([`text`]), base32 encoded with the alphabet
-//! `abcdefghijklmnopqrstuvwxyz123456` and no padding ([`base32`]).
+//! Contract (flyte v1.16.8: flytepropeller `pkg/webhook/secrets.go` and
+//! flyteplugins `go/tasks/pluginmachinery/utils/secrets/marshaler.go`): a
+//! pod labelled `inject-flyte-secrets: "true"` asks for one secret per
+//! annotation whose key starts with `flyte.secrets/s`; its value is a
+//! flyteidl `core.Secret` in protobuf text format ([`text`]), base32 encoded
+//! with the alphabet `abcdefghijklmnopqrstuvwxyz123456` and no padding
+//! ([`base32`]).
 //!
 //! The rules every manager shares live here: which pods and annotations are
 //! read, in which order (`s2` before `s10`), what every request needs (a
@@ -230,20 +232,25 @@ impl<'a> Claims<'a> {
     }
 }
 
+/// Test helpers shared by the managers' tests (`mod tests` of this file and
+/// of each manager's): the seed's encoded requests, a labelled pod, settings
+/// from JSON, and a pass of [`resolve`] then [`crate::podedit::apply`].
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use serde_json::{json, Value};
+
+    use super::{encode_text, resolve, MountRequirement, Secret};
     use crate::podedit;
-    use rstest::rstest;
-    use serde_json::json;
+    use crate::providers::Findings;
+    use crate::settings::SecretsSettings;
 
     /// flytekit's own encoding of the seed's examples: `text_format.MessageToString`
     /// of the flyteidl Secret, then base32 in Flyte's alphabet without padding
     /// (computed with python protobuf; Go's `proto.MarshalTextString` prints the same).
-    const DB_PASSWORD: &str = "m4zg54lqhiqcezdcfvrxezlemvxhi1lbnrzsectlmv3tuibcobqxg32xn4zgiiqknvxxk2tul4zgk3lvnfzgk2lfnz1duicfjzlf5vsbkifgk2twl42gc3r1eareiqs6kbavgu1xj4jeiiqk";
-    const TLS_KEY: &str = "m4zg54lqhiqce2lzfvrwk3tuomrau12fpe4caitunrzs312fperau2lpovxhix2smvyxk1lsmvwwk2tuhiqemskmiufgk2twl42gc3r1earfitctl4fukwk6kbavisbcbi";
+    pub const DB_PASSWORD: &str = "m4zg54lqhiqcezdcfvrxezlemvxhi1lbnrzsectlmv3tuibcobqxg32xn4zgiiqknvxxk2tul4zgk3lvnfzgk2lfnz1duicfjzlf5vsbkifgk2twl42gc3r1eareiqs6kbavgu1xj4jeiiqk";
+    pub const TLS_KEY: &str = "m4zg54lqhiqce2lzfvrwk3tuomrau12fpe4caitunrzs312fperau2lpovxhix2smvyxk1lsmvwwk2tuhiqemskmiufgk2twl42gc3r1earfitctl4fukwk6kbavisbcbi";
 
-    fn secret(group: &str, key: &str, mount: MountRequirement, env_var: &str) -> Secret {
+    pub fn secret(group: &str, key: &str, mount: MountRequirement, env_var: &str) -> Secret {
         Secret {
             group: group.into(),
             key: key.into(),
@@ -252,6 +259,57 @@ mod tests {
             ..Secret::default()
         }
     }
+
+    pub fn pod(annotations: Value) -> Value {
+        json!({
+            "metadata": {"name": "t-0", "labels": {"inject-flyte-secrets": "true"}, "annotations": annotations},
+            "spec": {
+                "initContainers": [{"name": "init"}],
+                "containers": [{"name": "main", "env": [{"name": "DB_PASSWORD", "value": "mine"}]}]
+            }
+        })
+    }
+
+    pub fn settings(raw: &str) -> SecretsSettings {
+        crate::settings::Settings::from_json(raw.as_bytes())
+            .unwrap()
+            .secrets
+    }
+
+    pub fn run(settings: &SecretsSettings, pod: &mut Value) -> (bool, Findings) {
+        let mut findings = Findings::default();
+        let injections = resolve(settings, pod, "ns/t-0", &mut findings);
+        let changed = podedit::apply(pod, &injections, "ns/t-0", &mut findings.warnings).unwrap();
+        (changed, findings)
+    }
+
+    pub fn encode(text: &str) -> Value {
+        Value::String(encode_text(text))
+    }
+
+    pub fn sidecar_run(manager: &str, pod: &mut Value) -> (bool, Findings) {
+        let settings = settings(&format!(r#"{{"secrets":{{"manager":"{manager}"}}}}"#));
+        run(&settings, pod)
+    }
+
+    pub fn flyte_env(extra: &[(&str, &str)]) -> Value {
+        let mut env = vec![
+            json!({"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/flyte/secrets"}),
+            json!({"name": "FLYTE_SECRETS_FILE_PREFIX", "value": ""}),
+        ];
+        env.extend(extra.iter().map(|(n, v)| json!({"name": n, "value": v})));
+        Value::Array(env)
+    }
+
+    pub const RESOURCES: &str = r#"{"limits": {"cpu": "200m", "memory": "500Mi"}, "requests": {"cpu": "200m", "memory": "500Mi"}}"#;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{encode, pod, run, secret, settings, DB_PASSWORD, TLS_KEY};
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
 
     #[rstest]
     #[case::env_var_example(
@@ -264,15 +322,6 @@ mod tests {
     )]
     fn decodes_flytekits_encoding(#[case] value: &str, #[case] expected: Secret) {
         assert_eq!(decode_secret(value), Ok(expected));
-    }
-
-    #[test]
-    fn encodes_as_flytepropeller() {
-        let text = "group: \"db-credentials\"\nkey: \"password\"\nmount_requirement: ENV_VAR\nenv_var: \"DB_PASSWORD\"\n";
-        assert_eq!(encode_text(text), DB_PASSWORD);
-        // Newlines inside the value are ignored, as Go's decoder strips them.
-        let wrapped = format!("{}\n{}\r\n", &DB_PASSWORD[..40], &DB_PASSWORD[40..]);
-        assert_eq!(decode_secret(&wrapped), decode_secret(DB_PASSWORD));
     }
 
     #[test]
@@ -293,90 +342,6 @@ mod tests {
         );
     }
 
-    /// A cheap deterministic fuzz: arbitrary text from the parser's
-    /// interesting characters, and its base32, never panic.
-    #[test]
-    fn never_panics_on_arbitrary_input() {
-        let pieces = [
-            "group",
-            "key",
-            "mount_requirement",
-            "env_var",
-            ":",
-            " ",
-            "\n",
-            "\"",
-            "'",
-            "\\",
-            "\\x",
-            "\\7",
-            "\\u",
-            "{",
-            "}",
-            "<",
-            ">",
-            "[",
-            "]",
-            ",",
-            ";",
-            "#",
-            "-",
-            "0x",
-            "9",
-            "é",
-            "\u{0}",
-            "FILE",
-            "e",
-            "+",
-            ".",
-            "/",
-        ];
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..20_000 {
-            let mut text = String::new();
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 24) as usize;
-            for _ in 0..len {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                text.push_str(pieces[(state % pieces.len() as u64) as usize]);
-            }
-            let _ = parse_text(&text);
-            let _ = decode_secret(&text);
-            let _ = decode_secret(&encode_text(&text));
-        }
-    }
-
-    fn pod(annotations: Value) -> Value {
-        json!({
-            "metadata": {"name": "t-0", "labels": {"inject-flyte-secrets": "true"}, "annotations": annotations},
-            "spec": {
-                "initContainers": [{"name": "init"}],
-                "containers": [{"name": "main", "env": [{"name": "DB_PASSWORD", "value": "mine"}]}]
-            }
-        })
-    }
-
-    fn settings(raw: &str) -> SecretsSettings {
-        crate::settings::Settings::from_json(raw.as_bytes())
-            .unwrap()
-            .secrets
-    }
-
-    fn run(settings: &SecretsSettings, pod: &mut Value) -> (bool, Findings) {
-        let mut findings = Findings::default();
-        let injections = resolve(settings, pod, "ns/t-0", &mut findings);
-        let changed = podedit::apply(pod, &injections, "ns/t-0", &mut findings.warnings).unwrap();
-        (changed, findings)
-    }
-
-    fn encode(text: &str) -> Value {
-        Value::String(encode_text(text))
-    }
-
     #[test]
     fn requests_come_by_index() {
         let p = pod(
@@ -392,172 +357,6 @@ mod tests {
                 "flyte.secrets/sx"
             ]
         );
-    }
-
-    #[test]
-    fn kubernetes_env_var_secret() {
-        let mut p = pod(json!({"flyte.secrets/s0": DB_PASSWORD}));
-        let (changed, findings) = run(&SecretsSettings::default(), &mut p);
-        assert!(changed && findings == Findings::default(), "{findings:?}");
-        let source = json!({"secretKeyRef": {"name": "db-credentials", "key": "password", "optional": true}});
-        assert_eq!(
-            p["spec"]["initContainers"][0]["env"],
-            json!([
-                {"name": "_FSEC_DB-CREDENTIALS_PASSWORD", "valueFrom": source},
-                {"name": "DB_PASSWORD", "valueFrom": source},
-                {"name": "FLYTE_SECRETS_ENV_PREFIX", "value": "_FSEC_"},
-            ])
-        );
-        // The user's DB_PASSWORD is kept (first writer wins).
-        assert_eq!(
-            p["spec"]["containers"][0]["env"][0],
-            json!({"name": "DB_PASSWORD", "value": "mine"})
-        );
-        assert_eq!(p["spec"].get("volumes"), None);
-        let again = p.clone();
-        assert!(!run(&SecretsSettings::default(), &mut p).0);
-        assert_eq!(p, again);
-    }
-
-    #[test]
-    fn kubernetes_file_secrets_of_one_group_share_a_volume() {
-        let mut p = pod(json!({
-            "flyte.secrets/s0": encode("group: 'db' key: 'Password' mount_requirement: FILE env_var: 'PW_FILE'"),
-            "flyte.secrets/s1": encode("group: 'db' key: 'user'"),
-            "flyte.secrets/s2": encode("group: 'db' key: 'user' mount_requirement: FILE"),
-        }));
-        let (changed, findings) = run(&SecretsSettings::default(), &mut p);
-        assert!(changed && findings == Findings::default(), "{findings:?}");
-        let name = volume_name("db");
-        assert_eq!(
-            p["spec"]["volumes"],
-            json!([{"name": name, "secret": {"secretName": "db", "optional": true, "items": [
-                {"key": "Password", "path": "password"}, {"key": "user", "path": "user"}]}}])
-        );
-        for c in [&p["spec"]["initContainers"][0], &p["spec"]["containers"][0]] {
-            assert_eq!(
-                c["volumeMounts"],
-                json!([{"name": name, "mountPath": "/etc/flyte/secrets/db", "readOnly": true}])
-            );
-        }
-        assert_eq!(
-            p["spec"]["initContainers"][0]["env"],
-            json!([
-                {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/flyte/secrets"},
-                {"name": "FLYTE_SECRETS_FILE_PREFIX", "value": ""},
-                {"name": "PW_FILE", "value": "/etc/flyte/secrets/db/password"},
-            ])
-        );
-        let again = p.clone();
-        assert!(!run(&SecretsSettings::default(), &mut p).0);
-        assert_eq!(p, again);
-    }
-
-    #[test]
-    fn missing_items_are_merged_into_an_existing_volume() {
-        let mut p = pod(
-            json!({"flyte.secrets/s0": encode("group: 'db' key: 'a'"), "flyte.secrets/s1": encode("group: 'db' key: 'b'")}),
-        );
-        p["spec"]["volumes"] = json!([{"name": volume_name("db"), "secret": {"secretName": "db", "items": [{"key": "a", "path": "a", "mode": 256}]}}]);
-        run(&SecretsSettings::default(), &mut p);
-        assert_eq!(
-            p["spec"]["volumes"],
-            json!([{"name": volume_name("db"), "secret": {"secretName": "db", "items": [
-                {"key": "a", "path": "a", "mode": 256}, {"key": "b", "path": "b"}]}}])
-        );
-    }
-
-    #[rstest]
-    #[case::no_key(
-        "group: 'db'",
-        "the secret has no key (both group and key are required; group is \"db\")"
-    )]
-    #[case::no_group("key: 'k'", "the secret has no group")]
-    #[case::unknown_mount(
-        "group: 'db' key: 'k' mount_requirement: 5",
-        "mount_requirement 5 is not ANY (0), ENV_VAR (1) or FILE (2)"
-    )]
-    #[case::bad_group(
-        "group: 'DB_Creds' key: 'k'",
-        "group \"DB_Creds\" is not a Kubernetes Secret name"
-    )]
-    #[case::bad_key(
-        "group: 'db' key: '../x'",
-        "key \"../x\" is not a Kubernetes Secret key"
-    )]
-    #[case::bad_env_var(
-        "group: 'db' key: 'k' env_var: '1X'",
-        "env_var \"1X\" is not a valid environment variable name"
-    )]
-    fn kubernetes_denials(#[case] text: &str, #[case] expected: &str) {
-        let mut p = pod(json!({"flyte.secrets/s3": encode(text)}));
-        let before = p.clone();
-        let (changed, findings) = run(&SecretsSettings::default(), &mut p);
-        assert!(!changed && p == before);
-        assert_eq!(findings.denials.len(), 1, "{findings:?}");
-        let denial = &findings.denials[0];
-        assert!(
-            denial.starts_with(&format!("annotation \"flyte.secrets/s3\": {expected}")),
-            "{denial}"
-        );
-    }
-
-    #[test]
-    fn two_keys_for_one_file_are_denied() {
-        let mut p = pod(
-            json!({"flyte.secrets/s0": encode("group: 'db' key: 'Key'"), "flyte.secrets/s1": encode("group: 'db' key: 'key'")}),
-        );
-        let (_, findings) = run(&SecretsSettings::default(), &mut p);
-        assert_eq!(
-            findings.denials,
-            ["annotation \"flyte.secrets/s1\": key \"key\" of group \"db\" would be the same file as key \"Key\" (/etc/flyte/secrets/db/key)"]
-        );
-    }
-
-    #[test]
-    fn vault_annotations_are_added_when_absent() {
-        let vault = settings(r#"{"secrets":{"manager":"vault","vault":{"role":"etl"}}}"#);
-        let mut p = pod(json!({
-            "flyte.secrets/s0": encode("group: 'secret/db' group_version: 'kv1' key: 'password' env_var: 'PW'"),
-            "vault.hashicorp.com/role": "mine",
-        }));
-        let (changed, findings) = run(&vault, &mut p);
-        assert!(changed && findings == Findings::default(), "{findings:?}");
-        let s = secret("secret/db", "password", MountRequirement::Any, "PW");
-        let id = vault_id(&Secret {
-            group_version: "kv1".into(),
-            ..s
-        });
-        let annotations = &p["metadata"]["annotations"];
-        assert_eq!(annotations["vault.hashicorp.com/role"], "mine");
-        assert_eq!(annotations["vault.hashicorp.com/agent-inject"], "true");
-        assert_eq!(
-            annotations["vault.hashicorp.com/agent-pre-populate-only"],
-            "true"
-        );
-        assert_eq!(
-            annotations["vault.hashicorp.com/secret-volume-path"],
-            "/etc/flyte/secrets"
-        );
-        assert_eq!(
-            annotations[format!("vault.hashicorp.com/agent-inject-secret-{id}")],
-            "secret/db"
-        );
-        assert_eq!(
-            annotations[format!("vault.hashicorp.com/agent-inject-file-{id}")],
-            "secret/db/password"
-        );
-        assert_eq!(
-            annotations[format!("vault.hashicorp.com/agent-inject-template-{id}")],
-            r#"{{- with secret "secret/db" -}}{{ .Data.password }}{{- end -}}"#
-        );
-        assert_eq!(
-            p["spec"]["initContainers"][0]["env"][2],
-            json!({"name": "PW", "value": "/etc/flyte/secrets/secret/db/password"})
-        );
-        let again = p.clone();
-        assert!(!run(&vault, &mut p).0);
-        assert_eq!(p, again);
     }
 
     #[rstest]
@@ -591,32 +390,6 @@ mod tests {
     }
 
     #[test]
-    fn vault_one_file_for_two_versions_is_denied() {
-        let vault = settings(r#"{"secrets":{"manager":"vault"}}"#);
-        let mut p = pod(json!({
-            "flyte.secrets/s0": encode("group: 'secret/db' group_version: 'kv1' key: 'pw'"),
-            "flyte.secrets/s1": encode("group: 'secret/db' group_version: 'kv2' key: 'pw'"),
-        }));
-        let (changed, findings) = run(&vault, &mut p);
-        assert!(!changed);
-        assert_eq!(
-            findings.denials,
-            ["annotation \"flyte.secrets/s1\": Vault Agent file \"secret/db/pw\" is also asked for by annotation \"flyte.secrets/s0\", for another secret"]
-        );
-    }
-
-    #[test]
-    fn vault_refuses_env_var_secrets() {
-        let vault = settings(r#"{"secrets":{"manager":"vault"}}"#);
-        let mut p = pod(json!({"flyte.secrets/s0": DB_PASSWORD}));
-        let (_, findings) = run(&vault, &mut p);
-        assert_eq!(
-            findings.denials,
-            ["annotation \"flyte.secrets/s0\": mount_requirement ENV_VAR is not supported by the Vault secret manager (use FILE or ANY)"]
-        );
-    }
-
-    #[test]
     fn unknown_fields_warn() {
         let mut p = pod(
             json!({"flyte.secrets/s0": encode("group: 'db' key: 'k' mount_requirement: ENV_VAR labels { a: 'b' }")}),
@@ -626,245 +399,6 @@ mod tests {
         assert_eq!(
             findings.warnings,
             ["pod ns/t-0: annotation \"flyte.secrets/s0\": unknown field \"labels\" of the flyteidl Secret ignored"]
-        );
-    }
-
-    fn sidecar_run(manager: &str, pod: &mut Value) -> (bool, Findings) {
-        let settings = settings(&format!(r#"{{"secrets":{{"manager":"{manager}"}}}}"#));
-        run(&settings, pod)
-    }
-
-    fn flyte_env(extra: &[(&str, &str)]) -> Value {
-        let mut env = vec![
-            json!({"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/flyte/secrets"}),
-            json!({"name": "FLYTE_SECRETS_FILE_PREFIX", "value": ""}),
-        ];
-        env.extend(extra.iter().map(|(n, v)| json!({"name": n, "value": v})));
-        Value::Array(env)
-    }
-
-    const RESOURCES: &str = r#"{"limits": {"cpu": "200m", "memory": "500Mi"}, "requests": {"cpu": "200m", "memory": "500Mi"}}"#;
-
-    /// flytepropeller's `TestAWSSecretManagerInjector_Inject`, whole pod.
-    #[test]
-    fn aws_is_upstreams_test() {
-        let mut p = json!({
-            "metadata": {"labels": {"inject-flyte-secrets": "true"}, "annotations": {
-                "flyte.secrets/s0": encode("group: 'arn' key: 'name' env_var: 'MY_SECRET_VAR'")}},
-            "spec": {"containers": [{"name": "container1"}]}
-        });
-        let (changed, findings) = sidecar_run("aws", &mut p);
-        assert!(changed && findings == Findings::default(), "{findings:?}");
-        let resources: Value = serde_json::from_str(RESOURCES).unwrap();
-        let env = flyte_env(&[("MY_SECRET_VAR", "/etc/flyte/secrets/arn/name")]);
-        let mut sidecar_env = vec![
-            json!({"name": "SECRET_ARN", "value": "arn:name"}),
-            json!({"name": "SECRET_FILENAME", "value": "/arn/name"}),
-        ];
-        sidecar_env.extend(env.as_array().unwrap().iter().cloned());
-        assert_eq!(
-            p["spec"],
-            json!({
-                "volumes": [{"name": "aws-secret-vol", "emptyDir": {"medium": "Memory"}}],
-                "initContainers": [{
-                    "name": "aws-pull-secret-0",
-                    "image": "docker.io/amazon/aws-secrets-manager-secret-sidecar:v0.1.4",
-                    "env": sidecar_env,
-                    "volumeMounts": [{"name": "aws-secret-vol", "mountPath": "/tmp"}],
-                    "resources": resources,
-                }],
-                "containers": [{
-                    "name": "container1",
-                    "env": env,
-                    "volumeMounts": [{"name": "aws-secret-vol", "mountPath": "/etc/flyte/secrets", "readOnly": true}],
-                }],
-            })
-        );
-        let again = p.clone();
-        assert_eq!(sidecar_run("aws", &mut p), (false, Findings::default()));
-        assert_eq!(p, again);
-    }
-
-    /// flytepropeller's `TestGCPSecretManagerInjector_Inject`, whole pod.
-    #[test]
-    fn gcp_is_upstreams_test() {
-        let mut p = json!({
-            "metadata": {"labels": {"inject-flyte-secrets": "true"}, "annotations": {
-                "flyte.secrets/s0": encode("group: 'TestSecret' group_version: '2'")}},
-            "spec": {"containers": []}
-        });
-        let (changed, findings) = sidecar_run("gcp", &mut p);
-        assert!(changed && findings == Findings::default(), "{findings:?}");
-        let resources: Value = serde_json::from_str(RESOURCES).unwrap();
-        assert_eq!(
-            p["spec"],
-            json!({
-                "volumes": [{"name": "gcp-secret-vol", "emptyDir": {"medium": "Memory"}}],
-                "initContainers": [{
-                    "name": "gcp-pull-secret-0",
-                    "image": "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine",
-                    "command": ["sh", "-ec", "gcloud secrets versions access TestSecret/versions/2 --out-file=/etc/flyte/secrets/testsecret/2 || gcloud secrets versions access 2 --secret=TestSecret --out-file=/etc/flyte/secrets/testsecret/2; chmod +rX /etc/flyte/secrets/testsecret /etc/flyte/secrets/testsecret/2"],
-                    "env": flyte_env(&[]),
-                    "volumeMounts": [{"name": "gcp-secret-vol", "mountPath": "/etc/flyte/secrets"}],
-                    "resources": resources,
-                }],
-                "containers": [],
-            })
-        );
-        let again = p.clone();
-        assert_eq!(sidecar_run("gcp", &mut p), (false, Findings::default()));
-        assert_eq!(p, again);
-    }
-
-    /// Several secrets: each sidecar numbered by the init containers before
-    /// it; every container, the sidecars included, gets every secret's env
-    /// var; a user's init container of a clashing name is kept and the
-    /// number skips it; the same request twice is pulled once.
-    #[test]
-    fn sidecars_are_numbered_deduplicated_and_never_replace_the_users() {
-        let mut p = json!({
-            "metadata": {"labels": {"inject-flyte-secrets": "true"}, "annotations": {
-                "flyte.secrets/s0": encode("group: 'a' key: 'x' env_var: 'A'"),
-                "flyte.secrets/s1": encode("group: 'b' key: 'y' env_var: 'B'"),
-                "flyte.secrets/s2": encode("group: 'a' key: 'x' env_var: 'A'"),
-            }},
-            "spec": {"initContainers": [{"name": "aws-pull-secret-1", "image": "mine"}], "containers": [{"name": "main"}]}
-        });
-        let (changed, findings) = sidecar_run("aws", &mut p);
-        assert!(changed && findings == Findings::default(), "{findings:?}");
-        let init = p["spec"]["initContainers"].as_array().unwrap();
-        let names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
-        assert_eq!(
-            names,
-            [
-                "aws-pull-secret-1",
-                "aws-pull-secret-2",
-                "aws-pull-secret-3"
-            ]
-        );
-        assert_eq!(
-            init[0],
-            json!({
-                "name": "aws-pull-secret-1", "image": "mine",
-                "env": flyte_env(&[("A", "/etc/flyte/secrets/a/x"), ("B", "/etc/flyte/secrets/b/y")]),
-                "volumeMounts": [{"name": "aws-secret-vol", "mountPath": "/etc/flyte/secrets", "readOnly": true}],
-            })
-        );
-        let env_names = |c: &Value| -> Vec<String> {
-            c["env"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["name"].as_str().unwrap().to_string())
-                .collect()
-        };
-        assert_eq!(
-            env_names(&init[1]),
-            [
-                "SECRET_ARN",
-                "SECRET_FILENAME",
-                "FLYTE_SECRETS_DEFAULT_DIR",
-                "FLYTE_SECRETS_FILE_PREFIX",
-                "A",
-                "B"
-            ]
-        );
-        // s2 repeats s0: no third pull.
-        assert_eq!(env_names(&init[2]), env_names(&init[1]));
-        assert_eq!(
-            init[2]["env"][0],
-            json!({"name": "SECRET_ARN", "value": "b:y"})
-        );
-        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
-        let again = p.clone();
-        assert_eq!(sidecar_run("aws", &mut p), (false, Findings::default()));
-        assert_eq!(p, again);
-    }
-
-    /// Every pull container gets every secret's env var, so a second pass,
-    /// which finds the pull containers in place, adds nothing.
-    #[rstest]
-    #[case::aws(
-        "aws",
-        "group: 'a' key: 'x' env_var: 'A'",
-        "group: 'b' key: 'y' env_var: 'B'"
-    )]
-    #[case::gcp(
-        "gcp",
-        "group: 'a' group_version: '1' env_var: 'A'",
-        "group: 'b' group_version: '1' env_var: 'B'"
-    )]
-    fn two_secrets_with_env_vars_are_idempotent(
-        #[case] manager: &str,
-        #[case] first: &str,
-        #[case] second: &str,
-    ) {
-        let mut p =
-            pod(json!({"flyte.secrets/s0": encode(first), "flyte.secrets/s1": encode(second)}));
-        assert!(sidecar_run(manager, &mut p).0);
-        let init = p["spec"]["initContainers"].as_array().unwrap().clone();
-        assert_eq!(init.len(), 3);
-        for container in &init[1..] {
-            let env = container["env"].as_array().unwrap();
-            let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
-            assert!(names.ends_with(&["A", "B"]), "{names:?}");
-        }
-        let again = p.clone();
-        assert_eq!(sidecar_run(manager, &mut p), (false, Findings::default()));
-        assert_eq!(p, again);
-    }
-
-    #[rstest]
-    #[case::aws_one_file_two_arns(
-        "aws",
-        "group: 'Arn' key: 'k'",
-        "group: 'arn' key: 'k'",
-        "annotation \"flyte.secrets/s1\": file \"/etc/flyte/secrets/arn/k\" is also asked for by annotation \"flyte.secrets/s0\", for another secret"
-    )]
-    #[case::gcp_one_env_var_two_files(
-        "gcp",
-        "group: 'a' group_version: '1' env_var: 'X'",
-        "group: 'b' group_version: '1' env_var: 'X'",
-        "annotation \"flyte.secrets/s1\": env var \"X\" is also asked for by annotation \"flyte.secrets/s0\", for another secret"
-    )]
-    fn sidecar_conflicts_are_denied(
-        #[case] manager: &str,
-        #[case] first: &str,
-        #[case] second: &str,
-        #[case] expected: &str,
-    ) {
-        let mut p =
-            pod(json!({"flyte.secrets/s0": encode(first), "flyte.secrets/s1": encode(second)}));
-        let before = p.clone();
-        let (changed, findings) = sidecar_run(manager, &mut p);
-        assert!(!changed && p == before);
-        assert_eq!(findings.denials, [expected]);
-    }
-
-    #[rstest]
-    #[case::aws_no_key(
-        "aws",
-        "group: 'arn'",
-        "the secret has no key (both group and key are required; group is \"arn\")"
-    )]
-    #[case::aws_env_var(
-        "aws",
-        "group: 'arn' key: 'k' mount_requirement: ENV_VAR",
-        "mount_requirement ENV_VAR is not supported by the AWS secret manager (use FILE or ANY)"
-    )]
-    #[case::gcp_no_version("gcp", "group: 'g' key: 'k'", "the secret has no group_version (both group and group_version are required; group is \"g\")")]
-    #[case::gcp_env_var(
-        "gcp",
-        "group: 'g' group_version: '1' mount_requirement: ENV_VAR",
-        "mount_requirement ENV_VAR is not supported by the GCP secret manager (use FILE or ANY)"
-    )]
-    fn sidecar_refusals(#[case] manager: &str, #[case] text: &str, #[case] expected: &str) {
-        let mut p = pod(json!({"flyte.secrets/s0": encode(text)}));
-        let (changed, findings) = sidecar_run(manager, &mut p);
-        assert!(!changed);
-        assert_eq!(
-            findings.denials,
-            [format!("annotation \"flyte.secrets/s0\": {expected}")]
         );
     }
 

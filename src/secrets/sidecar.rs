@@ -172,6 +172,8 @@ pub(super) fn injections(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::test_support::{encode, flyte_env, pod, sidecar_run};
+    use rstest::rstest;
 
     #[test]
     fn join_is_gos_filepath_join() {
@@ -183,5 +185,157 @@ mod tests {
         assert_eq!(join(&["/etc/flyte/secrets", ""]), "/etc/flyte/secrets");
         assert_eq!(join(&["/", "../../x", "k"]), "/x/k");
         assert_eq!(join(&["/", ""]), "/");
+    }
+
+    /// Several secrets: each sidecar numbered by the init containers before
+    /// it; every container, the sidecars included, gets every secret's env
+    /// var; a user's init container of a clashing name is kept and the
+    /// number skips it; the same request twice is pulled once.
+    #[test]
+    fn sidecars_are_numbered_deduplicated_and_never_replace_the_users() {
+        let mut p = json!({
+            "metadata": {"labels": {"inject-flyte-secrets": "true"}, "annotations": {
+                "flyte.secrets/s0": encode("group: 'a' key: 'x' env_var: 'A'"),
+                "flyte.secrets/s1": encode("group: 'b' key: 'y' env_var: 'B'"),
+                "flyte.secrets/s2": encode("group: 'a' key: 'x' env_var: 'A'"),
+            }},
+            "spec": {"initContainers": [{"name": "aws-pull-secret-1", "image": "mine"}], "containers": [{"name": "main"}]}
+        });
+        let (changed, findings) = sidecar_run("aws", &mut p);
+        assert!(changed && findings == Findings::default(), "{findings:?}");
+        let init = p["spec"]["initContainers"].as_array().unwrap();
+        let names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "aws-pull-secret-1",
+                "aws-pull-secret-2",
+                "aws-pull-secret-3"
+            ]
+        );
+        assert_eq!(
+            init[0],
+            json!({
+                "name": "aws-pull-secret-1", "image": "mine",
+                "env": flyte_env(&[("A", "/etc/flyte/secrets/a/x"), ("B", "/etc/flyte/secrets/b/y")]),
+                "volumeMounts": [{"name": "aws-secret-vol", "mountPath": "/etc/flyte/secrets", "readOnly": true}],
+            })
+        );
+        let env_names = |c: &Value| -> Vec<String> {
+            c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            env_names(&init[1]),
+            [
+                "SECRET_ARN",
+                "SECRET_FILENAME",
+                "FLYTE_SECRETS_DEFAULT_DIR",
+                "FLYTE_SECRETS_FILE_PREFIX",
+                "A",
+                "B"
+            ]
+        );
+        // s2 repeats s0: no third pull.
+        assert_eq!(env_names(&init[2]), env_names(&init[1]));
+        assert_eq!(
+            init[2]["env"][0],
+            json!({"name": "SECRET_ARN", "value": "b:y"})
+        );
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
+        let again = p.clone();
+        assert_eq!(sidecar_run("aws", &mut p), (false, Findings::default()));
+        assert_eq!(p, again);
+    }
+
+    /// Every pull container gets every secret's env var, so a second pass,
+    /// which finds the pull containers in place, adds nothing.
+    #[rstest]
+    #[case::aws(
+        "aws",
+        "group: 'a' key: 'x' env_var: 'A'",
+        "group: 'b' key: 'y' env_var: 'B'"
+    )]
+    #[case::gcp(
+        "gcp",
+        "group: 'a' group_version: '1' env_var: 'A'",
+        "group: 'b' group_version: '1' env_var: 'B'"
+    )]
+    fn two_secrets_with_env_vars_are_idempotent(
+        #[case] manager: &str,
+        #[case] first: &str,
+        #[case] second: &str,
+    ) {
+        let mut p =
+            pod(json!({"flyte.secrets/s0": encode(first), "flyte.secrets/s1": encode(second)}));
+        assert!(sidecar_run(manager, &mut p).0);
+        let init = p["spec"]["initContainers"].as_array().unwrap().clone();
+        assert_eq!(init.len(), 3);
+        for container in &init[1..] {
+            let env = container["env"].as_array().unwrap();
+            let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
+            assert!(names.ends_with(&["A", "B"]), "{names:?}");
+        }
+        let again = p.clone();
+        assert_eq!(sidecar_run(manager, &mut p), (false, Findings::default()));
+        assert_eq!(p, again);
+    }
+
+    #[rstest]
+    #[case::aws_one_file_two_arns(
+        "aws",
+        "group: 'Arn' key: 'k'",
+        "group: 'arn' key: 'k'",
+        "annotation \"flyte.secrets/s1\": file \"/etc/flyte/secrets/arn/k\" is also asked for by annotation \"flyte.secrets/s0\", for another secret"
+    )]
+    #[case::gcp_one_env_var_two_files(
+        "gcp",
+        "group: 'a' group_version: '1' env_var: 'X'",
+        "group: 'b' group_version: '1' env_var: 'X'",
+        "annotation \"flyte.secrets/s1\": env var \"X\" is also asked for by annotation \"flyte.secrets/s0\", for another secret"
+    )]
+    fn sidecar_conflicts_are_denied(
+        #[case] manager: &str,
+        #[case] first: &str,
+        #[case] second: &str,
+        #[case] expected: &str,
+    ) {
+        let mut p =
+            pod(json!({"flyte.secrets/s0": encode(first), "flyte.secrets/s1": encode(second)}));
+        let before = p.clone();
+        let (changed, findings) = sidecar_run(manager, &mut p);
+        assert!(!changed && p == before);
+        assert_eq!(findings.denials, [expected]);
+    }
+
+    #[rstest]
+    #[case::aws_no_key(
+        "aws",
+        "group: 'arn'",
+        "the secret has no key (both group and key are required; group is \"arn\")"
+    )]
+    #[case::aws_env_var(
+        "aws",
+        "group: 'arn' key: 'k' mount_requirement: ENV_VAR",
+        "mount_requirement ENV_VAR is not supported by the AWS secret manager (use FILE or ANY)"
+    )]
+    #[case::gcp_no_version("gcp", "group: 'g' key: 'k'", "the secret has no group_version (both group and group_version are required; group is \"g\")")]
+    #[case::gcp_env_var(
+        "gcp",
+        "group: 'g' group_version: '1' mount_requirement: ENV_VAR",
+        "mount_requirement ENV_VAR is not supported by the GCP secret manager (use FILE or ANY)"
+    )]
+    fn sidecar_refusals(#[case] manager: &str, #[case] text: &str, #[case] expected: &str) {
+        let mut p = pod(json!({"flyte.secrets/s0": encode(text)}));
+        let (changed, findings) = sidecar_run(manager, &mut p);
+        assert!(!changed);
+        assert_eq!(
+            findings.denials,
+            [format!("annotation \"flyte.secrets/s0\": {expected}")]
+        );
     }
 }

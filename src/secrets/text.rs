@@ -568,6 +568,7 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::{decode_secret, encode_text};
     use rstest::rstest;
 
     fn secret(group: &str, key: &str, mount: MountRequirement) -> Secret {
@@ -669,5 +670,62 @@ mod tests {
         let deep = format!("x {}{}", "{ y ".repeat(100), "}".repeat(100));
         let err = parse_text(&deep).unwrap_err().to_string();
         assert!(err.contains("nested more than 32 levels"), "{err}");
+    }
+
+    /// A cheap deterministic fuzz: arbitrary text from the parser's
+    /// interesting characters, and its base32, never panic.
+    #[test]
+    fn never_panics_on_arbitrary_input() {
+        let pieces = [
+            "group",
+            "key",
+            "mount_requirement",
+            "env_var",
+            ":",
+            " ",
+            "\n",
+            "\"",
+            "'",
+            "\\",
+            "\\x",
+            "\\7",
+            "\\u",
+            "{",
+            "}",
+            "<",
+            ">",
+            "[",
+            "]",
+            ",",
+            ";",
+            "#",
+            "-",
+            "0x",
+            "9",
+            "é",
+            "\u{0}",
+            "FILE",
+            "e",
+            "+",
+            ".",
+            "/",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            let _ = parse_text(&text);
+            let _ = decode_secret(&text);
+            let _ = decode_secret(&encode_text(&text));
+        }
     }
 }

@@ -172,6 +172,7 @@ pub(super) fn injection<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::test_support::{encode, pod, run, secret, settings, DB_PASSWORD};
     use rstest::rstest;
 
     #[rstest]
@@ -308,5 +309,77 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn vault_annotations_are_added_when_absent() {
+        let vault = settings(r#"{"secrets":{"manager":"vault","vault":{"role":"etl"}}}"#);
+        let mut p = pod(json!({
+            "flyte.secrets/s0": encode("group: 'secret/db' group_version: 'kv1' key: 'password' env_var: 'PW'"),
+            "vault.hashicorp.com/role": "mine",
+        }));
+        let (changed, findings) = run(&vault, &mut p);
+        assert!(changed && findings == Findings::default(), "{findings:?}");
+        let s = secret("secret/db", "password", MountRequirement::Any, "PW");
+        let id = vault_id(&Secret {
+            group_version: "kv1".into(),
+            ..s
+        });
+        let annotations = &p["metadata"]["annotations"];
+        assert_eq!(annotations["vault.hashicorp.com/role"], "mine");
+        assert_eq!(annotations["vault.hashicorp.com/agent-inject"], "true");
+        assert_eq!(
+            annotations["vault.hashicorp.com/agent-pre-populate-only"],
+            "true"
+        );
+        assert_eq!(
+            annotations["vault.hashicorp.com/secret-volume-path"],
+            "/etc/flyte/secrets"
+        );
+        assert_eq!(
+            annotations[format!("vault.hashicorp.com/agent-inject-secret-{id}")],
+            "secret/db"
+        );
+        assert_eq!(
+            annotations[format!("vault.hashicorp.com/agent-inject-file-{id}")],
+            "secret/db/password"
+        );
+        assert_eq!(
+            annotations[format!("vault.hashicorp.com/agent-inject-template-{id}")],
+            r#"{{- with secret "secret/db" -}}{{ .Data.password }}{{- end -}}"#
+        );
+        assert_eq!(
+            p["spec"]["initContainers"][0]["env"][2],
+            json!({"name": "PW", "value": "/etc/flyte/secrets/secret/db/password"})
+        );
+        let again = p.clone();
+        assert!(!run(&vault, &mut p).0);
+        assert_eq!(p, again);
+    }
+
+    #[test]
+    fn vault_one_file_for_two_versions_is_denied() {
+        let vault = settings(r#"{"secrets":{"manager":"vault"}}"#);
+        let mut p = pod(json!({
+            "flyte.secrets/s0": encode("group: 'secret/db' group_version: 'kv1' key: 'pw'"),
+            "flyte.secrets/s1": encode("group: 'secret/db' group_version: 'kv2' key: 'pw'"),
+        }));
+        let (changed, findings) = run(&vault, &mut p);
+        assert!(!changed);
+        assert_eq!(
+            findings.denials,
+            ["annotation \"flyte.secrets/s1\": Vault Agent file \"secret/db/pw\" is also asked for by annotation \"flyte.secrets/s0\", for another secret"]
+        );
+    }
+
+    #[test]
+    fn vault_refuses_env_var_secrets() {
+        let vault = settings(r#"{"secrets":{"manager":"vault"}}"#);
+        let mut p = pod(json!({"flyte.secrets/s0": DB_PASSWORD}));
+        let (_, findings) = run(&vault, &mut p);
+        assert_eq!(
+            findings.denials,
+            ["annotation \"flyte.secrets/s0\": mount_requirement ENV_VAR is not supported by the Vault secret manager (use FILE or ANY)"]
+        );
     }
 }
