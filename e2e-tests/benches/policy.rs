@@ -1,99 +1,81 @@
-//! What one admission costs as policy-server pays it (a fresh instance per request), side by side
-//! with Kubewarden's own mutating pod policy on the same request bytes, and against the same core
-//! run natively and the native JSON floor.
+//! What one admission costs as policy-server pays it (a fresh instance per request): ours, the
+//! baseline (`BASELINE_WASM`, e.g. the previous release) and Kubewarden's own mutating pod policy
+//! (`PEER_WASM`) on the same request bytes, measured in the same run (`scenarios/mod.rs`).
 //!
 //! Every module is compiled as policy-server compiles it by default, with its timeout protection
-//! (epoch interruption, `e2e_tests::POLICY_SERVER_TIMEOUT`): the checks it compiles into
-//! the guest's code are part of what a request costs in production.
+//! (epoch interruption, `e2e_tests::POLICY_SERVER_TIMEOUT`): the checks it compiles into the
+//! guest's code are part of what a request costs in production. One evaluation is what
+//! [`Policy::validate`] does: a fresh instance and waPC init, the payload encoded, our one
+//! `get_resource` answered by the host, the ValidationResponse decoded and the JSON patch
+//! computed, as policy-evaluator does.
 //!
-//! Per scenario (`scenarios/mod.rs`), up to four criterion benchmarks (group = scenario):
-//! - `ours`: `policy.wasm` through [`Policy::validate`] on a module compiled once: a fresh
-//!   instance and waPC init per request, the payload encoded, the one `get_resource` answered by
-//!   the host, the ValidationResponse decoded and the JSON patch computed, as policy-evaluator
-//!   does;
-//! - `peer`: the same for the peer module (`PEER_WASM`; without it its rows are skipped with a
-//!   notice) with its own settings;
-//! - `native`: `workload_identity_policy::validate_payload_bytes` on our payload bytes with an
-//!   in-memory ServiceAccount lookup (what the guest computes, natively);
-//! - `floor`: `serde_json::from_slice::<Value>` of the same payload bytes, then `to_vec`;
-//! - `hollow`: on the rows beside the peer, a module that does no policy work but costs the host
-//!   what ours does (payload, our lookup, our exact answer; `scenarios/hollow.rs`): the time no
-//!   guest giving our answer can beat, so `hollow/peer` is the best ratio any guest could reach;
-//! - `doc-floor`: on the same rows, the document-floor guest (`DOC_FLOOR_WASM`, built by
-//!   `make doc-floor.wasm` from `e2e-tests/guests/doc_floor.rs`; without it the column shows `-`):
-//!   built like ours, it only reads the pod into a `serde_json::Value` and hands it back
-//!   unchanged, with no lookup: less than any guest that reads the pod into a document can cost.
-//!
-//! Every request is also timed on its own (criterion's warm-up excluded), and after the run two
-//! tables are printed and written to `target/bench-table.md`: ours against the peer (median, p95,
-//! ratio and target), then ours against native and the floor, with the growth per container and
-//! the module sizes. `make bench` runs this with a native release profile on the shipped
-//! `policy.wasm`; see BENCHMARKS.md.
+//! One criterion benchmark per scenario: each of its iterations evaluates the request once with
+//! every module, in an order that rotates from one iteration to the next, so that the machine's
+//! noise falls on all of them alike and the ratios hold within the run. Every evaluation is
+//! timed on its own (criterion's warm-up left out); the table of medians and p95s, the growth per
+//! container and the module sizes are printed at the end and written to `target/bench-table.md`.
+//! `make bench` runs this with a native release profile on the shipped `policy.wasm`; see
+//! BENCHMARKS.md.
 
-#[path = "scenarios/pages.rs"]
-mod pages;
 mod scenarios;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use criterion::{Criterion, SamplingMode};
 use e2e_tests::{HostCapabilities, Policy};
-use scenarios::{human, ratio, Expect, Peer, Scenario, Table, INSTANCE_ONLY, SERIES};
-use serde_json::{json, Value};
-use workload_identity_policy::host::{Lookup, ServiceAccountRef};
+use scenarios::{human, kib, ratio, Expect, Scenario, SERIES};
+use serde_json::Value;
 
-/// Criterion's warm-up per benchmark; requests timed during it are left out of the table.
+/// Criterion's warm-up per scenario; evaluations timed during it are left out of the table.
 const WARM_UP: Duration = Duration::from_millis(300);
-/// Criterion's measurement time per benchmark (about 60 benchmarks: two minutes in all).
-const MEASUREMENT: Duration = Duration::from_millis(1500);
+/// Criterion's measurement time per scenario, shared by the modules (12 scenarios: about two
+/// minutes with all three; `cargo bench ... -- --measurement-time 2` for a quicker look).
+const MEASUREMENT: Duration = Duration::from_secs(8);
 /// The size the release module must stay below (also `tests/size.rs`).
-const SIZE_TARGET_KIB: f64 = 768.0;
+const SIZE_BUDGET_KIB: f64 = 768.0;
+
+/// The modules of a run, in the table's order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Who {
+    Ours,
+    Baseline,
+    Peer,
+}
 
 fn main() -> Result<()> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm_path = e2e_tests::policy_wasm(&workspace)?;
-    let ours = Module::load(&wasm_path)?;
-    let peer = match Peer::find(&workspace)? {
-        Ok(peer) => {
-            let module = Module::load(&peer.wasm)?;
-            Some((peer, module))
-        }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()?;
+    let ours = Module::load(&e2e_tests::policy_wasm(&workspace)?)?;
+    let baseline = match scenarios::baseline(&workspace) {
+        Ok(path) => Some(Module::load(&path)?),
         Err(notice) => {
-            eprintln!("NOTICE: {notice}");
-            println!("NOTICE: {notice}");
+            notice_line(&notice);
             None
         }
     };
-    let doc_floor = match std::env::var_os("DOC_FLOOR_WASM").filter(|p| !p.is_empty()) {
-        Some(path) => Some(Module::load(Path::new(&path))?),
-        None => {
-            let notice =
-                "DOC_FLOOR_WASM is not set (make doc-floor.wasm builds it): no doc-floor column";
-            eprintln!("NOTICE: {notice}");
-            println!("NOTICE: {notice}");
+    let peer = match scenarios::Peer::find(&workspace)? {
+        Ok(peer) => Some((Module::load(&peer.wasm)?, peer.settings)),
+        Err(notice) => {
+            notice_line(&notice);
             None
         }
     };
     let modules = Modules {
         ours: &ours,
-        peer: peer.as_ref().map(|(p, module)| (p, module)),
-        doc_floor: doc_floor.as_ref(),
+        baseline: baseline.as_ref(),
+        peer: peer.as_ref().map(|(module, settings)| (module, settings)),
     };
-    let scenarios = scenarios::scenarios(&workspace, peer.as_ref().map(|(p, _)| p))?;
-    let prepared = scenarios
+    let prepared = scenarios::scenarios(&workspace)?
         .into_iter()
         .map(|s| Prepared::new(s, &modules))
         .collect::<Result<Vec<_>>>()?;
-
-    if let Some(spec) = std::env::var("BENCH_LOOP").ok().filter(|s| !s.is_empty()) {
-        return bench_loop(&spec, &prepared, &modules);
-    }
 
     let samples = Samples::default();
     let mut criterion = Criterion::default()
@@ -103,58 +85,20 @@ fn main() -> Result<()> {
         .nresamples(10_000)
         .without_plots()
         .configure_from_args();
+    let mut group = criterion.benchmark_group("fresh instance");
+    // One iteration of the 1,000-container pod takes tens of milliseconds: flat sampling keeps
+    // every benchmark within its measurement time.
+    group.sampling_mode(SamplingMode::Flat);
     for case in &prepared {
-        let name = case.scenario.name.as_str();
-        let mut group = criterion.benchmark_group(name);
-        // One iteration of the 1,000-container pod takes milliseconds: flat sampling keeps every
-        // benchmark within its measurement time.
-        group.sampling_mode(SamplingMode::Flat);
-        if case.scenario.ours {
-            group.bench_function("ours", |b| {
-                b.iter_custom(|iters| {
-                    samples.time(name, Measure::Ours, iters, || case.ours(&ours.policy))
-                })
-            });
-        }
-        if let Some(hollow) = &case.hollow {
-            group.bench_function("hollow", |b| {
-                b.iter_custom(|iters| {
-                    samples.time(name, Measure::Hollow, iters, || case.ours(hollow))
-                })
-            });
-        }
-        if let (true, Some(Module { policy: floor, .. })) = (case.doc_floor, modules.doc_floor) {
-            group.bench_function("doc-floor", |b| {
-                b.iter_custom(|iters| {
-                    samples.time(name, Measure::DocFloor, iters, || case.ours(floor))
-                })
-            });
-        }
-        if let (Some(peer), Some((_, Module { policy, .. }))) = (&case.peer, modules.peer) {
-            group.bench_function("peer", |b| {
-                b.iter_custom(|iters| {
-                    samples.time(name, Measure::Peer, iters, || peer.evaluate(policy))
-                })
-            });
-        }
-        if case.scenario.ours {
-            group.bench_function("native", |b| {
-                b.iter_custom(|iters| samples.time(name, Measure::Native, iters, || case.native()))
-            });
-            group.bench_function("floor", |b| {
-                b.iter_custom(|iters| samples.time(name, Measure::Floor, iters, || case.floor()))
-            });
-        }
-        group.finish();
+        let runs = case.runs(&modules);
+        group.bench_function(case.scenario.name.as_str(), |b| {
+            b.iter_custom(|iters| samples.time(&case.scenario.name, &runs, iters))
+        });
     }
+    group.finish();
     criterion.final_summary();
 
-    let sizes = Sizes {
-        ours: ours.bytes.len(),
-        ours_path: wasm_path.display().to_string(),
-        peer: peer.as_ref().map(|(_, module)| module.bytes.len()),
-    };
-    let table = tables(&prepared, &samples, &sizes);
+    let table = table(&workspace, &prepared, &samples, &modules);
     if table.is_empty() {
         return Ok(()); // `--list`, `--test` or a filter that matched nothing
     }
@@ -164,673 +108,343 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `BENCH_LOOP=<scenario>:<measure>:<n>`: runs one measure `n` times and nothing else, for a
-/// profiler (`valgrind --tool=callgrind` counts instructions without the noise of a shared
-/// machine: run it with two values of `n` and divide the difference). Measures: `ours`, `peer`,
-/// `native`, `floor`, `hollow`, `doc-floor`, and `ours-warm` / `peer-warm` / `doc-floor-warm`:
-/// the guest's `validate` on ONE instance reused for every call (kwctl bench's cost model,
-/// without its host's own work); `ours-pages` / `peer-pages` / `doc-floor-pages`: the pages of
-/// linear memory one fresh instance writes for the request (`scenarios/pages.rs`);
-/// `<ours|path to a module>-profile`: `n` fresh evaluations with wasmtime's perf map on, for
-/// `perf record` (a module with its name section names the guest's functions);
-/// `<path>.wasm` / `<path>.wasm-warm`: another guest that gives our answer ([`other_guest`]).
-fn bench_loop(spec: &str, prepared: &[Prepared], modules: &Modules) -> Result<()> {
-    let mut parts = spec.rsplitn(3, ':');
-    let (Some(n), Some(measure), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-        anyhow::bail!("BENCH_LOOP={spec}: expected <scenario>:<measure>:<iterations>");
-    };
-    let n: usize = n.parse().context("BENCH_LOOP iterations")?;
-    let case = prepared
-        .iter()
-        .find(|c| c.scenario.name == name)
-        .with_context(|| format!("BENCH_LOOP: no scenario {name:?}"))?;
-    if let Some(who) = measure.strip_suffix("-profile") {
-        let account = case.scenario.service_account.as_ref();
-        let wasm = match who {
-            "ours" => modules.ours.bytes.clone(),
-            other => std::fs::read(other).with_context(|| format!("BENCH_LOOP: {other}"))?,
-        };
-        return pages::profile(&wasm, &case.payload, account, n);
-    }
-    if let Some(who) = measure.strip_suffix("-pages") {
-        let account = case.scenario.service_account.as_ref();
-        return match who {
-            "ours" => pages::report(&modules.ours.bytes, &case.payload, account),
-            "peer" => {
-                let (module, payload) = peer_input(case, modules)?;
-                pages::report(&module.bytes, &payload, None)
-            }
-            "doc-floor" => {
-                let module = modules
-                    .doc_floor
-                    .context("BENCH_LOOP: DOC_FLOOR_WASM is not set")?;
-                pages::report(&module.bytes, &case.payload, None)
-            }
-            other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}-pages"),
-        };
-    }
-    if let Some(path) = measure.strip_suffix(".wasm").map(|p| format!("{p}.wasm")) {
-        return other_guest(case, &path, false, n);
-    }
-    if let Some(path) = measure
-        .strip_suffix(".wasm-warm")
-        .map(|p| format!("{p}.wasm"))
-    {
-        return other_guest(case, &path, true, n);
-    }
-    if let Some(who) = measure.strip_suffix("-warm") {
-        return match who {
-            "ours" => warm_loop(
-                &modules.ours.bytes,
-                &case.payload,
-                case.scenario.service_account.clone(),
-                n,
-            ),
-            "peer" => {
-                let (module, payload) = peer_input(case, modules)?;
-                warm_loop(&module.bytes, &payload, None, n)
-            }
-            "doc-floor" => {
-                let module = modules
-                    .doc_floor
-                    .context("BENCH_LOOP: DOC_FLOOR_WASM is not set")?;
-                warm_loop(&module.bytes, &case.payload, None, n)
-            }
-            other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}-warm"),
-        };
-    }
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        match measure {
-            "ours" => drop(black_box(case.ours(&modules.ours.policy)?)),
-            "peer" => {
-                let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
-                    anyhow::bail!("BENCH_LOOP: no peer for {name:?}");
-                };
-                drop(black_box(peer.evaluate(&module.policy)?));
-            }
-            "native" => drop(black_box(case.native())),
-            "floor" => drop(black_box(case.floor())),
-            "hollow" => {
-                let hollow = case
-                    .hollow
-                    .as_ref()
-                    .context("BENCH_LOOP: no hollow guest")?;
-                drop(black_box(case.ours(hollow)?));
-            }
-            "doc-floor" => {
-                let floor = modules
-                    .doc_floor
-                    .filter(|_| case.doc_floor)
-                    .context("BENCH_LOOP: no doc-floor guest (DOC_FLOOR_WASM) for this row")?;
-                drop(black_box(case.ours(&floor.policy)?));
-            }
-            other => anyhow::bail!("BENCH_LOOP: unknown measure {other:?}"),
-        }
-        times.push(start.elapsed());
-    }
-    report_loop(times);
-    Ok(())
+/// `NOTICE: ...` (`make bench` shows these lines of its log).
+fn notice_line(notice: &str) {
+    println!("NOTICE: {notice}");
 }
 
-/// The peer's module and its payload for this row (its own settings).
-fn peer_input<'m>(case: &Prepared, modules: &Modules<'m>) -> Result<(&'m Module, Vec<u8>)> {
-    let (Some(peer), Some((_, module))) = (&case.peer, modules.peer) else {
-        anyhow::bail!("BENCH_LOOP: no peer for {:?}", case.scenario.name);
-    };
-    let payload = serde_json::to_vec(&json!({"request": peer.request, "settings": peer.settings}))?;
-    Ok((module, payload))
-}
-
-/// `<path>.wasm` / `<path>.wasm-warm`: any other guest (the splice floor of
-/// `e2e-tests/guests/splice_floor.rs`, an experiment), checked untimed to answer the row exactly as
-/// ours does with as many lookups, then timed fresh (`ours`'s cost model) or on one instance.
-fn other_guest(case: &Prepared, path: &str, warm: bool, n: usize) -> Result<()> {
-    let module = Module::load(Path::new(path))?;
-    let ours = workload_identity_policy::validate_payload(&case.payload, &case.lookup);
-    let evaluation = case.ours(&module.policy)?;
-    ensure!(
-        evaluation.validation == ours
-            && evaluation.host_calls == usize::from(case.scenario.service_account.is_some()),
-        "{path} answers {} with {} lookups, ours {ours}",
-        evaluation.validation,
-        evaluation.host_calls
-    );
-    if warm {
-        let account = case.scenario.service_account.clone();
-        return warm_loop(&module.bytes, &case.payload, account, n);
-    }
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        drop(black_box(case.ours(&module.policy)?));
-        times.push(start.elapsed());
-    }
-    report_loop(times);
-    Ok(())
-}
-
-/// `n` calls of `validate` on one instance, the lookup answered with `account`.
-fn warm_loop(wasm: &[u8], payload: &[u8], account: Option<Value>, n: usize) -> Result<()> {
-    use wapc::{HostCallback, WapcHost, WasiParams};
-    let engine = wasmtime_provider::WasmtimeEngineProviderBuilder::new()
-        .module_bytes(wasm)
-        .wasi_params(WasiParams::default())
-        .build()?;
-    let answer = account.map(|a| serde_json::to_vec(&a)).transpose()?;
-    let callback: Box<HostCallback> = Box::new(move |_, binding, namespace, operation, _| {
-        match (binding, namespace, operation, &answer) {
-            ("kubewarden", "kubernetes", "get_resource", Some(answer)) => Ok(answer.clone()),
-            ("kubewarden", "tracing", _, _) => Ok(Vec::new()),
-            _ => Err(format!("{binding}/{namespace}/{operation} is not answered").into()),
-        }
-    });
-    let host = WapcHost::new(Box::new(engine), Some(callback))?;
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        black_box(host.call("validate", payload)?);
-        times.push(start.elapsed());
-    }
-    report_loop(times);
-    Ok(())
-}
-
-/// Prints the minimum and the median of a loop's per-call times (the minimum is the least
-/// disturbed by other load on the machine).
-fn report_loop(mut times: Vec<Duration>) {
-    if times.is_empty() {
-        return;
-    }
-    times.sort_unstable();
-    println!(
-        "min {} median {} ({} calls)",
-        human(times[0].as_nanos() as f64),
-        human(times[times.len() / 2].as_nanos() as f64),
-        times.len()
-    );
-}
-
-/// A module as read (for the one-instance loops) and compiled as policy-server compiles it.
+/// A module as read and compiled as policy-server compiles it.
 struct Module {
-    bytes: Vec<u8>,
+    path: PathBuf,
+    bytes: u64,
     policy: Policy,
 }
 
 impl Module {
     fn load(path: &Path) -> Result<Self> {
-        let bytes =
+        let wasm =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let policy = Policy::from_bytes_as_policy_server(&bytes)
+        let policy = Policy::from_bytes_as_policy_server(&wasm)
             .with_context(|| format!("in {}", path.display()))?;
-        Ok(Self { bytes, policy })
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes: wasm.len() as u64,
+            policy,
+        })
     }
 }
 
+#[derive(Clone, Copy)]
 struct Modules<'a> {
     ours: &'a Module,
-    peer: Option<(&'a Peer, &'a Module)>,
-    /// The document-floor guest (`DOC_FLOOR_WASM`).
-    doc_floor: Option<&'a Module>,
-}
-
-/// The in-memory lookup of the native run.
-struct MemoryLookup(Option<Value>);
-
-impl Lookup for MemoryLookup {
-    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
-        self.0
-            .clone()
-            .ok_or_else(|| format!("serviceaccounts \"{}\" not found", sa.name))
-    }
-}
-
-/// The peer's evaluation of a scenario's request, with its own settings.
-struct PeerCase {
-    request: Value,
-    settings: Value,
-}
-
-impl PeerCase {
-    fn evaluate(&self, policy: &Policy) -> Result<e2e_tests::Evaluation> {
-        policy.validate(&self.request, &self.settings, &HostCapabilities::default())
-    }
+    baseline: Option<&'a Module>,
+    /// The peer and its own settings.
+    peer: Option<(&'a Module, &'a Value)>,
 }
 
 /// A scenario with everything precomputed that policy-server would hold before the request.
 struct Prepared {
     scenario: Scenario,
     capabilities: HostCapabilities,
-    lookup: MemoryLookup,
-    /// `{"request", "settings"}`: what our guest's `validate` receives.
-    payload: Vec<u8>,
-    peer: Option<PeerCase>,
-    /// The hollow guest giving our answer (rows beside the peer).
-    hollow: Option<Policy>,
-    /// Whether the document-floor guest runs on this row (checked to accept without a patch).
-    doc_floor: bool,
+    /// Whether the baseline runs this row (it accepts the row's settings).
+    baseline: bool,
 }
+
+/// One module's evaluation of a row, ready to time.
+type Run<'a> = (Who, Box<dyn Fn() -> Result<e2e_tests::Evaluation> + 'a>);
 
 impl Prepared {
-    /// Checks once, untimed, that ours in wasm and natively agree and that each module does what
-    /// the scenario says.
+    /// Checks once, untimed, that each module does what the scenario says; the baseline must
+    /// accept the settings, and a different answer from ours (allowed, patched) is a notice: a
+    /// change of behaviour since the baseline, not an error.
     fn new(scenario: Scenario, modules: &Modules) -> Result<Self> {
-        let name = scenario.name.clone();
+        let name = scenario.name.as_str();
         let capabilities = scenario.capabilities()?;
-        let payload = serde_json::to_vec(
-            &json!({"request": scenario.request, "settings": scenario.settings}),
-        )?;
-        let peer = match (scenario.peer, modules.peer) {
-            (Some(expect), Some((peer, Module { policy, .. }))) => {
-                let case = PeerCase {
-                    request: scenario.request.clone(),
-                    settings: peer.settings.clone(),
-                };
-                ensure!(
-                    policy.validate_settings(&case.settings)?.valid,
-                    "{name}: the peer refuses its settings"
-                );
-                let evaluation = case.evaluate(policy)?;
-                ensure!(
-                    evaluation.response.allowed != (expect == Expect::Denied),
-                    "{name}: the peer answered {}",
-                    evaluation.validation
-                );
-                check_patch(
-                    &name,
-                    "the peer",
-                    expect,
-                    evaluation.response.patch.is_some(),
-                )?;
-                Some(case)
-            }
-            _ => None,
-        };
-        let mut prepared = Self {
-            capabilities,
-            lookup: MemoryLookup(scenario.service_account.clone()),
-            payload,
-            peer,
-            hollow: None,
-            doc_floor: false,
-            scenario,
-        };
-        if prepared.scenario.ours {
-            ensure!(
-                modules
-                    .ours
-                    .policy
-                    .validate_settings(&prepared.scenario.settings)?
-                    .valid,
-                "{name}: settings refused"
-            );
-            let evaluation = prepared.ours(&modules.ours.policy)?;
-            let native =
-                workload_identity_policy::validate_payload(&prepared.payload, &prepared.lookup);
-            ensure!(
-                evaluation.validation == native,
-                "{name}: wasm and native disagree:\n{}\n{native}",
-                evaluation.validation
-            );
-            ensure!(evaluation.response.allowed, "{name}: denied: {native}");
-            if let Some(warnings) = &evaluation.response.warnings {
-                eprintln!("{name}: warnings {warnings:?}");
-            }
-            let lookups = usize::from(prepared.scenario.service_account.is_some());
-            ensure!(
-                evaluation.host_calls == lookups,
-                "{name}: {} lookups, expected {lookups}",
-                evaluation.host_calls
-            );
-            check_patch(
-                &name,
-                "ours",
-                prepared.scenario.expect,
-                evaluation.response.patch.is_some(),
-            )?;
-            if prepared.scenario.table == Table::Peer {
-                prepared.hollow = Some(prepared.hollow_of(&evaluation)?);
-                if let Some(floor) = modules.doc_floor {
-                    prepared.check_doc_floor(&floor.policy)?;
-                    prepared.doc_floor = true;
-                }
-            }
-        }
-        Ok(prepared)
-    }
-
-    /// The hollow guest giving `evaluation`'s answer with the same lookup; checked to answer as
-    /// ours does.
-    fn hollow_of(&self, evaluation: &e2e_tests::Evaluation) -> Result<Policy> {
-        let module = scenarios::hollow_module(&self.scenario, &evaluation.validation)?;
-        let hollow = Policy::from_bytes_as_policy_server(&module)?;
-        let echoed = self.ours(&hollow)?;
+        let evaluate =
+            |policy: &Policy| policy.validate(&scenario.request, &scenario.settings, &capabilities);
         ensure!(
-            echoed.validation == evaluation.validation
-                && echoed.response == evaluation.response
-                && echoed.host_calls == evaluation.host_calls,
-            "{}: the hollow guest answers {} with {} lookups",
-            self.scenario.name,
-            echoed.validation,
-            echoed.host_calls
+            modules
+                .ours
+                .policy
+                .validate_settings(&scenario.settings)?
+                .valid,
+            "{name}: ours refuses the settings"
         );
-        Ok(hollow)
-    }
-
-    /// The document-floor guest hands the request's object back unchanged, without a lookup.
-    fn check_doc_floor(&self, floor: &Policy) -> Result<()> {
-        let evaluation = self.ours(floor)?;
+        let evaluation = evaluate(&modules.ours.policy)?;
+        let answer = Expect::of(
+            evaluation.response.allowed,
+            evaluation.response.patch.is_some(),
+        );
         ensure!(
-            evaluation.response.allowed
-                && evaluation.response.patch.is_none()
-                && evaluation.host_calls == 0
-                && evaluation.validation.get("mutated_object")
-                    == self.scenario.request.get("object"),
-            "{}: the doc-floor guest answers {}",
-            self.scenario.name,
+            answer == scenario.expect,
+            "{name}: ours answered {answer}, expected {}: {}",
+            scenario.expect,
             evaluation.validation
         );
-        Ok(())
+        if let Some(warnings) = &evaluation.response.warnings {
+            eprintln!("{name}: warnings {warnings:?}");
+        }
+        let lookups = usize::from(scenario.service_account.is_some());
+        ensure!(
+            evaluation.host_calls == lookups,
+            "{name}: {} lookups, expected {lookups}",
+            evaluation.host_calls
+        );
+
+        let mut baseline = false;
+        if let Some(module) = modules.baseline {
+            let settings = module.policy.validate_settings(&scenario.settings)?;
+            if settings.valid {
+                let theirs = evaluate(&module.policy)?;
+                let theirs = Expect::of(theirs.response.allowed, theirs.response.patch.is_some());
+                if theirs != answer {
+                    notice_line(&format!(
+                        "{name}: the baseline answers {theirs}, ours {answer} (a change of behaviour since the baseline)"
+                    ));
+                }
+                baseline = true;
+            } else {
+                notice_line(&format!(
+                    "{name}: the baseline refuses the settings ({}): no baseline on this row",
+                    settings.message.as_deref().unwrap_or("no message")
+                ));
+            }
+        }
+
+        if let Some((module, settings)) = modules.peer {
+            ensure!(
+                module.policy.validate_settings(settings)?.valid,
+                "{name}: the peer refuses its settings"
+            );
+            let theirs = module.policy.validate(
+                &scenario.request,
+                settings,
+                &HostCapabilities::default(),
+            )?;
+            let theirs = Expect::of(theirs.response.allowed, theirs.response.patch.is_some());
+            ensure!(
+                theirs == scenario.peer,
+                "{name}: the peer answered {theirs}, expected {}",
+                scenario.peer
+            );
+        }
+        Ok(Self {
+            scenario,
+            capabilities,
+            baseline,
+        })
     }
 
-    fn ours(&self, policy: &Policy) -> Result<e2e_tests::Evaluation> {
-        policy.validate(
-            &self.scenario.request,
-            &self.scenario.settings,
-            &self.capabilities,
-        )
-    }
-
-    /// What the guest hands back: the response bytes.
-    fn native(&self) -> Vec<u8> {
-        workload_identity_policy::validate_payload_bytes(&self.payload, &self.lookup)
-    }
-
-    fn floor(&self) -> Vec<u8> {
-        let value: Value = serde_json::from_slice(&self.payload).unwrap_or_default();
-        serde_json::to_vec(&value).unwrap_or_default()
+    /// The evaluations one iteration times, in the table's order.
+    fn runs<'a>(&'a self, modules: &Modules<'a>) -> Vec<Run<'a>> {
+        let s = &self.scenario;
+        let ours = &modules.ours.policy;
+        let mut runs: Vec<Run<'a>> = vec![(
+            Who::Ours,
+            Box::new(move || ours.validate(&s.request, &s.settings, &self.capabilities)),
+        )];
+        if let Some(module) = modules.baseline.filter(|_| self.baseline) {
+            let policy = &module.policy;
+            runs.push((
+                Who::Baseline,
+                Box::new(move || policy.validate(&s.request, &s.settings, &self.capabilities)),
+            ));
+        }
+        if let Some((module, settings)) = modules.peer {
+            let policy = &module.policy;
+            runs.push((
+                Who::Peer,
+                Box::new(move || {
+                    policy.validate(&s.request, settings, &HostCapabilities::default())
+                }),
+            ));
+        }
+        runs
     }
 }
 
-fn check_patch(name: &str, who: &str, expect: Expect, patched: bool) -> Result<()> {
-    match expect {
-        Expect::NoPatch | Expect::Denied => ensure!(!patched, "{name}: {who}: unexpected patch"),
-        Expect::Patch => ensure!(patched, "{name}: {who}: no patch"),
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Measure {
-    Ours,
-    Peer,
-    Native,
-    Floor,
-    Hollow,
-    DocFloor,
-}
-
-/// Per-request times in nanoseconds, per (scenario, measure), warm-up excluded.
+/// Per-evaluation times in nanoseconds, per (scenario, module), warm-up left out.
 #[derive(Default)]
 struct Samples {
-    runs: RefCell<BTreeMap<(String, Measure), Run>>,
-}
-
-#[derive(Default)]
-struct Run {
-    /// Wall time spent in this benchmark so far: criterion warms up until it exceeds WARM_UP.
-    elapsed: Duration,
-    nanos: Vec<u64>,
+    runs: RefCell<BTreeMap<(String, Who), Vec<u64>>>,
+    /// Wall time spent in each scenario's benchmark so far: criterion warms up until it exceeds
+    /// WARM_UP.
+    elapsed: RefCell<BTreeMap<String, Duration>>,
 }
 
 impl Samples {
-    /// Runs `request` `iters` times, timing each; returns the total for criterion.
-    fn time<T>(
-        &self,
-        scenario: &str,
-        measure: Measure,
-        iters: u64,
-        mut request: impl FnMut() -> T,
-    ) -> Duration {
+    /// `iters` iterations, each evaluating the request once with every module (starting with a
+    /// different one each time); returns the total for criterion.
+    fn time(&self, scenario: &str, runs: &[Run], iters: u64) -> Duration {
         let started = Instant::now();
-        let mut nanos = Vec::with_capacity(usize::try_from(iters).unwrap_or(0));
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            let start = Instant::now();
-            black_box(request());
-            let took = start.elapsed();
-            total += took;
-            nanos.push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+        let mut nanos = vec![Vec::new(); runs.len()];
+        for i in 0..iters {
+            let first = usize::try_from(i).unwrap_or(0) % runs.len();
+            for k in (first..runs.len()).chain(0..first) {
+                let start = Instant::now();
+                let evaluation = (runs[k].1)();
+                let took = start.elapsed();
+                if let Err(e) = black_box(evaluation) {
+                    panic!("{scenario}: {:?} failed after its check: {e:#}", runs[k].0);
+                }
+                nanos[k].push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+            }
         }
-        let mut runs = self.runs.borrow_mut();
-        let run = runs.entry((scenario.to_owned(), measure)).or_default();
+        let total = started.elapsed();
+        let mut elapsed = self.elapsed.borrow_mut();
+        let spent = elapsed.entry(scenario.to_owned()).or_default();
         // Criterion's warm-up ends with the call that takes its elapsed time past WARM_UP; its
         // clock includes a little more than ours, so no warm-up call is ever counted.
-        if run.elapsed > WARM_UP {
-            run.nanos.extend(nanos);
+        if *spent > WARM_UP {
+            let mut all = self.runs.borrow_mut();
+            for ((who, _), times) in runs.iter().zip(nanos) {
+                all.entry((scenario.to_owned(), *who))
+                    .or_default()
+                    .extend(times);
+            }
         }
-        run.elapsed += started.elapsed();
+        *spent += total;
         total
     }
 
-    /// (median, p95) in nanoseconds.
-    fn stats(&self, scenario: &str, measure: Measure) -> Option<(f64, f64)> {
+    /// (median, p95, count) in nanoseconds.
+    fn stats(&self, scenario: &str, who: Who) -> Option<(f64, f64, usize)> {
         let mut runs = self.runs.borrow_mut();
-        let nanos = &mut runs.get_mut(&(scenario.to_owned(), measure))?.nanos;
+        let nanos = runs.get_mut(&(scenario.to_owned(), who))?;
         if nanos.is_empty() {
             return None;
         }
         nanos.sort_unstable();
         let at = |q: f64| nanos[((nanos.len() - 1) as f64 * q).round() as usize] as f64;
-        Some((at(0.5), at(0.95)))
+        Some((at(0.5), at(0.95), nanos.len()))
+    }
+
+    fn median(&self, scenario: &str, who: Who) -> Option<f64> {
+        self.stats(scenario, who).map(|(median, _, _)| median)
     }
 }
 
-struct Sizes {
-    ours: usize,
-    ours_path: String,
-    peer: Option<usize>,
-}
-
-fn kib(bytes: usize) -> String {
-    format!("{:.1} KiB", bytes as f64 / 1024.0)
-}
-
-fn tables(prepared: &[Prepared], samples: &Samples, sizes: &Sizes) -> String {
-    let stats = |name: &str, m: Measure| samples.stats(name, m);
-    if !prepared.iter().any(|c| {
-        [Measure::Ours, Measure::Peer]
-            .iter()
-            .any(|&m| stats(&c.scenario.name, m).is_some())
-    }) {
+fn table(workspace: &Path, prepared: &[Prepared], samples: &Samples, modules: &Modules) -> String {
+    let name = |c: &Prepared| c.scenario.name.clone();
+    if !prepared
+        .iter()
+        .any(|c| samples.stats(&name(c), Who::Ours).is_some())
+    {
         return String::new();
     }
-    let time = |s: Option<(f64, f64)>, p95: bool| {
-        s.map_or("-".into(), |(m, p)| human(if p95 { p } else { m }))
-    };
-    let median = |s: Option<(f64, f64)>| s.map(|(m, _)| m);
+    let time = |v: Option<f64>| v.map_or("-".into(), human);
     let mut out = String::new();
-
-    // 1. Side by side with the peer.
     let _ = writeln!(
         out,
-        "Fresh instance per request (policy-server's cost model), ours against the peer on the same request:\n"
+        "Fresh instance per request (policy-server's cost model), {}:\n",
+        scenarios::machine()
     );
     let _ = writeln!(
         out,
-        "| scenario | request bytes | ours median | ours p95 | peer median | peer p95 | ours/peer (target) | hollow median | hollow/peer | doc-floor median | doc-floor/peer |"
+        "| scenario | ours median | ours p95 | baseline median | ours/baseline | peer median | ours/peer |"
     );
-    let _ = writeln!(
-        out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let mut against_baseline = Vec::new();
+    let mut fewest = usize::MAX;
     for case in prepared {
-        let s = &case.scenario;
-        if s.table != Table::Peer && !s.is_series() {
+        let name = name(case);
+        let Some((ours, p95, count)) = samples.stats(&name, Who::Ours) else {
             continue;
+        };
+        fewest = fewest.min(count);
+        let baseline = samples.median(&name, Who::Baseline);
+        let peer = samples.median(&name, Who::Peer);
+        if let Some(b) = baseline {
+            against_baseline.push((ours / b, name.clone()));
         }
-        let ours = stats(&s.name, Measure::Ours);
-        let peer = stats(&s.name, Measure::Peer);
-        if ours.is_none() && peer.is_none() {
-            continue;
-        }
-        let target = s.target.map_or(String::new(), |t| format!(" (≤ {t})"));
-        let hollow = stats(&s.name, Measure::Hollow);
-        let doc_floor = stats(&s.name, Measure::DocFloor);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {}{target} | {} | {} | {} | {} |",
-            s.name,
-            s.request_bytes(),
-            time(ours, false),
-            time(ours, true),
-            time(peer, false),
-            time(peer, true),
-            ratio(median(ours), median(peer), s.target),
-            time(hollow, false),
-            ratio(median(hollow), median(peer), None),
-            time(doc_floor, false),
-            ratio(median(doc_floor), median(peer), None),
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            human(ours),
+            human(p95),
+            time(baseline),
+            ratio(Some(ours), baseline),
+            time(peer),
+            ratio(Some(ours), peer),
         );
     }
     let _ = writeln!(out);
-    let series: Vec<String> = SERIES.iter().map(|&n| scenarios::series_name(n)).collect();
-    let growth = |m: Measure| -> Option<(f64, f64)> {
-        let t: Vec<f64> = series
+    let _ = writeln!(
+        out,
+        "Medians and p95 of single evaluations, at least {fewest} per module and row, every module in turn."
+    );
+    if let (Some(low), Some(high)) = (
+        against_baseline.iter().min_by(|a, b| a.0.total_cmp(&b.0)),
+        against_baseline.iter().max_by(|a, b| a.0.total_cmp(&b.0)),
+    ) {
+        let _ = writeln!(
+            out,
+            "Ours/baseline: {:.2}x ({}) to {:.2}x ({}) over {} rows.",
+            low.0,
+            low.1,
+            high.0,
+            high.1,
+            against_baseline.len()
+        );
+    }
+
+    // Growth per container: the cost of one more container, from 1 to 1,000.
+    let growth = |who: Who| -> Option<(f64, f64)> {
+        let t: Vec<f64> = SERIES
             .iter()
-            .map(|n| median(stats(n, m)))
+            .map(|&n| samples.median(&scenarios::series_name(n), who))
             .collect::<Option<_>>()?;
-        let n: Vec<f64> = SERIES.iter().map(|&n| n as f64).collect();
+        let n = SERIES.map(|n| n as f64);
         let per_container = (t[3] - t[0]) / (n[3] - n[0]);
         let low = (t[2] - t[1]) / (n[2] - n[1]);
         let high = (t[3] - t[2]) / (n[3] - n[2]);
         Some((per_container, high / low))
     };
-    let mut linearity = BTreeMap::new();
-    for (label, m) in [
-        ("ours", Measure::Ours),
-        ("peer", Measure::Peer),
-        ("native", Measure::Native),
-        ("floor", Measure::Floor),
-    ] {
-        if let Some(g) = growth(m) {
-            linearity.insert(label, g);
-        }
-    }
-    if let (Some(o), Some(p)) = (linearity.get("ours"), linearity.get("peer")) {
+    if let Some((ours, linearity)) = growth(Who::Ours) {
+        let other = |who: Who, label: &str| match growth(who) {
+            Some((theirs, _)) => format!(
+                "{label} {} (ours/{label} {:.2}x)",
+                human(theirs),
+                ours / theirs
+            ),
+            None => format!("{label} -"),
+        };
         let _ = writeln!(
             out,
-            "Growth per extra container (AWS pod, 1 → 1,000 containers): ours {}, peer {} (ratio {:.2}x). \
-             Linearity, per-container cost 100→1,000 ÷ 10→100 (1 = linear, ~10 = quadratic): ours {:.2}, peer {:.2}.",
-            human(o.0),
-            human(p.0),
-            o.0 / p.0,
-            o.1,
-            p.1
+            "Growth per extra container (AWS pod, 1 → 1,000 containers): ours {}, {}, {}. \
+             Linearity of ours, per-container cost 100→1,000 ÷ 10→100 (1 = linear, ~10 = quadratic): {linearity:.2}.",
+            human(ours),
+            other(Who::Baseline, "baseline"),
+            other(Who::Peer, "peer"),
         );
     }
+    // Paths as given from the workspace root, where `make bench` runs.
+    let path = |m: &Module| {
+        let at = m.path.canonicalize().unwrap_or_else(|_| m.path.clone());
+        at.strip_prefix(workspace)
+            .unwrap_or(&at)
+            .display()
+            .to_string()
+    };
+    let module = |m: Option<&Module>| {
+        m.map_or("-".into(), |m| {
+            format!("{} ({} bytes, {})", kib(m.bytes), m.bytes, path(m))
+        })
+    };
+    let ours = modules.ours;
     let _ = writeln!(
         out,
-        "Modules: ours {} ({} bytes, {}; target ≤ {SIZE_TARGET_KIB:.0} KiB → {}), peer {}.",
-        kib(sizes.ours),
-        sizes.ours,
-        sizes.ours_path,
-        if sizes.ours as f64 / 1024.0 <= SIZE_TARGET_KIB {
-            "met"
+        "Modules: ours {} ({} bytes, {}; budget {SIZE_BUDGET_KIB:.0} KiB: {}), baseline {}, peer {}.",
+        kib(ours.bytes),
+        ours.bytes,
+        path(ours),
+        if ours.bytes as f64 / 1024.0 <= SIZE_BUDGET_KIB {
+            "within"
         } else {
             "ABOVE"
         },
-        sizes
-            .peer
-            .map_or("not measured".into(), |b| format!("{} ({b} bytes)", kib(b))),
+        module(modules.baseline),
+        module(modules.peer.map(|(m, _)| m)),
     );
-
-    // 2. Ours against native and the floor (issue #6's targets).
-    let _ = writeln!(
-        out,
-        "\nOurs in wasm against the same core natively and the native JSON floor:\n"
-    );
-    let _ = writeln!(
-        out,
-        "| scenario | wasm median | wasm p95 | native median | floor median | wasm/native | native/floor |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
-    let plain = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x", a / b),
-        _ => "-".into(),
-    };
-    for case in prepared.iter().filter(|c| c.scenario.ours) {
-        let name = case.scenario.name.as_str();
-        let wasm = stats(name, Measure::Ours);
-        let native = stats(name, Measure::Native);
-        let floor = stats(name, Measure::Floor);
-        if wasm.is_none() && native.is_none() && floor.is_none() {
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "| {name} | {} | {} | {} | {} | {} | {} |",
-            time(wasm, false),
-            time(wasm, true),
-            time(native, false),
-            time(floor, false),
-            plain(median(wasm), median(native)),
-            plain(median(native), median(floor)),
-        );
-    }
-    let _ = writeln!(out);
-    if !linearity.is_empty() {
-        let floor = linearity.get("floor").map_or(1.0, |g| g.1.max(1.0));
-        let worst = linearity
-            .iter()
-            .filter(|(label, _)| **label == "ours" || **label == "native")
-            .map(|(_, g)| g.1 / floor)
-            .fold(0.0_f64, f64::max);
-        let verdict = if worst <= 1.5 {
-            "linear relative to the floor"
-        } else if worst <= 3.0 {
-            "mildly super-linear relative to the floor, no quadratic term"
-        } else {
-            "SUPER-LINEAR relative to the floor: look for a quadratic scan"
-        };
-        let shown: Vec<String> = linearity
-            .iter()
-            .map(|(label, (per, l))| {
-                format!("{label} {} per container, linearity {l:.2}", human(*per))
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "Growth (1 → 1,000 containers): {}; worst policy ÷ floor {worst:.2} → {verdict}.",
-            shown.join("; "),
-        );
-    }
-    let aws = |m| median(stats("aws-basic-default-sa", m));
-    if let (Some(wasm), Some(native), Some(floor)) = (
-        aws(Measure::Ours),
-        aws(Measure::Native),
-        aws(Measure::Floor),
-    ) {
-        let _ = write!(
-            out,
-            "Typical AWS pod against the floor (target ≤ 3x): native core {:.2}x, whole policy in wasm {:.1}x",
-            native / floor,
-            wasm / floor
-        );
-        match median(stats(INSTANCE_ONLY, Measure::Ours)) {
-            Some(fixed) => {
-                let _ = writeln!(
-                    out,
-                    " ({:.1}x without the {} of an evaluation that does nothing).",
-                    (wasm - fixed) / floor,
-                    human(fixed)
-                );
-            }
-            None => {
-                let _ = writeln!(out, ".");
-            }
-        }
-    }
     out
 }
