@@ -12,7 +12,7 @@ POLICY_RUN := target/release/policy-run
 # The example `make run` evaluates; override with EXAMPLE=fixtures/<case>.
 EXAMPLE ?= fixtures/both-providers
 
-.PHONY: all rustup-target tools annotate publish check-kwctl check-publish run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl fuzz fuzz-smoke FORCE
+.PHONY: all rustup-target tools annotate publish check-kwctl check-publish run test test-shipped unit-tests e2e-tests fmt lint clean policy-run bench bench-kwctl baseline.wasm fuzz fuzz-smoke FORCE
 .PHONY: wasm-bindgen-cli playground playground-serve playground-test
 
 all: policy.wasm
@@ -129,38 +129,64 @@ lint:
 	@rustup component add clippy >/dev/null 2>&1 || true
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-# Per-request cost of the shipped policy.wasm in the native host (a fresh
-# instance per request, as policy-server), side by side with Kubewarden's own
-# mutating pod policy on the same requests (PEER_WASM, capabilities-psp-policy
-# v1.0.8's module; without it its rows are skipped), and against the same core natively and
-# parsing and re-serialising the JSON (e2e-tests/benches/policy.rs, BENCHMARKS.md).
-# The bench profile would inherit the release profile, which is tuned for the
-# wasm module (fat LTO, one codegen unit): the native side is measured, and
-# built, as a native service is instead. Build and criterion output go to
-# target/bench.log; the table is printed at the end (and kept in
-# target/bench-table.md).
+# What the policy adds to an admission, in policy-server's cost model (a fresh
+# instance per request): the shipped policy.wasm side by side with a baseline
+# module (BASELINE_WASM, e.g. the previous release built by `make baseline.wasm`;
+# BASELINE_REF=<git ref> builds that one and uses it) and with Kubewarden's own
+# mutating pod policy (PEER_WASM, capabilities-psp-policy v1.0.8's module), on the
+# same requests; without either, its columns show `-` after one NOTICE
+# (e2e-tests/benches/policy.rs, BENCHMARKS.md). Relative paths are taken from this
+# directory. The bench profile would inherit the release profile, which is tuned
+# for the wasm module (fat LTO, one codegen unit): the bench itself is built as a
+# native service is instead. Build and criterion output go to target/bench.log;
+# the table is printed at the end (and kept in target/bench-table.md).
 BENCH_PROFILE := CARGO_PROFILE_BENCH_OPT_LEVEL=3 CARGO_PROFILE_BENCH_LTO=false \
 	CARGO_PROFILE_BENCH_CODEGEN_UNITS=16
-bench: policy.wasm
+BASELINE_NAME = $(subst /,-,$(BASELINE_REF))
+BASELINE_WASM ?= $(if $(BASELINE_REF),target/baseline-$(BASELINE_NAME).wasm)
+BENCH_ENV = POLICY_WASM=$(CURDIR)/policy.wasm BASELINE_WASM=$(BASELINE_WASM) PEER_WASM=$(PEER_WASM) \
+	$(BENCH_PROFILE)
+bench: policy.wasm $(if $(BASELINE_REF),baseline.wasm)
 	@mkdir -p target && rm -f target/bench-table.md
-	@echo "== cargo bench -p e2e-tests --bench policy (about two minutes after the build; output: target/bench.log)"
-	@POLICY_WASM=$(CURDIR)/policy.wasm $(BENCH_PROFILE) $(CARGO) bench --locked -p e2e-tests --bench policy > target/bench.log 2>&1 \
+	@echo "== cargo bench -p e2e-tests --bench policy (about three minutes after the build; output: target/bench.log)"
+	@$(BENCH_ENV) $(CARGO) bench --locked -p e2e-tests --bench policy > target/bench.log 2>&1 \
 		|| { tail -n 40 target/bench.log; echo "bench failed (log: target/bench.log)"; exit 1; }
 	@grep '^NOTICE' target/bench.log || true
 	@echo
 	@cat target/bench-table.md
 
 # The same scenarios under the real engine's `kwctl bench` (one warm instance
-# for every call), ours and the peer (e2e-tests/benches/kwctl.rs). KWCTL is
-# the kwctl to run (a relative path is taken from this directory).
-bench-kwctl: policy.wasm
+# for every call): ours, the baseline and the peer as for `bench`
+# (e2e-tests/benches/kwctl.rs). KWCTL is the kwctl to run (a relative path is
+# taken from this directory); without one it prints a NOTICE and does nothing.
+bench-kwctl: policy.wasm $(if $(BASELINE_REF),baseline.wasm)
 	@mkdir -p target && rm -f target/bench-kwctl-table.md
 	@echo "== cargo bench -p e2e-tests --bench kwctl (a few minutes; output: target/bench-kwctl.log)"
-	@KWCTL=$(KWCTL) POLICY_WASM=$(CURDIR)/policy.wasm $(BENCH_PROFILE) $(CARGO) bench --locked -p e2e-tests --bench kwctl > target/bench-kwctl.log 2>&1 \
+	@KWCTL=$(KWCTL) $(BENCH_ENV) $(CARGO) bench --locked -p e2e-tests --bench kwctl > target/bench-kwctl.log 2>&1 \
 		|| { tail -n 40 target/bench-kwctl.log; echo "bench-kwctl failed (log: target/bench-kwctl.log)"; exit 1; }
 	@grep '^NOTICE' target/bench-kwctl.log || true
 	@echo
-	@cat target/bench-kwctl-table.md
+	@test ! -f target/bench-kwctl-table.md || cat target/bench-kwctl-table.md
+
+# The baseline for `make bench`: make baseline.wasm BASELINE_REF=<git ref> builds
+# the policy as it was at that ref (a tag, a branch, a commit) and writes
+# target/baseline-<ref>.wasm (`/` in the ref becomes `-`), through the same
+# wasm-opt step as policy.wasm. The ref is checked out in a temporary git worktree
+# (target/baseline-worktree, removed afterwards) and built with plain cargo, not
+# with that ref's Makefile, into a target directory of its own
+# (target/baseline-build, kept so the next ref rebuilds little).
+BASELINE_WORKTREE := target/baseline-worktree
+BASELINE_TARGET_DIR := $(CURDIR)/target/baseline-build
+baseline.wasm: rustup-target
+	@test -n "$(BASELINE_REF)" || { echo "baseline.wasm: BASELINE_REF is missing: make baseline.wasm BASELINE_REF=<git ref>"; exit 1; }
+	@git rev-parse --quiet --verify '$(BASELINE_REF)^{commit}' >/dev/null || { echo "baseline.wasm: $(BASELINE_REF) is not a commit of this repository"; exit 1; }
+	@mkdir -p target
+	@git worktree remove --force $(BASELINE_WORKTREE) 2>/dev/null; rm -rf $(BASELINE_WORKTREE); git worktree prune
+	git worktree add --detach --quiet $(BASELINE_WORKTREE) '$(BASELINE_REF)'
+	@cd $(BASELINE_WORKTREE) && $(CARGO) build --locked --release --target $(WASM_TARGET) --target-dir $(BASELINE_TARGET_DIR) -p workload-identity-policy --lib; \
+		status=$$?; cd $(CURDIR) && git worktree remove --force $(BASELINE_WORKTREE); git worktree prune; \
+		test $$status -eq 0 || { echo "baseline.wasm: building $(BASELINE_REF) failed"; exit 1; }
+	@$(call optimise,$(BASELINE_TARGET_DIR)/$(WASM_TARGET)/release/workload_identity_policy.wasm,target/baseline-$(BASELINE_NAME).wasm)
 
 # Fuzzing (fuzz/, cargo-fuzz on nightly): every target in turn for FUZZ_SECONDS,
 # seeded from fixtures/ (fuzz/seed.sh). Without a sanitizer (the policy is safe
