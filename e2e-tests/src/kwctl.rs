@@ -56,7 +56,9 @@ impl Kwctl {
         let mut command = self.command();
         command.arg(name);
         if matches!(name, "run" | "bench" | "pull" | "verify") {
-            command.arg("--sigstore-trust-config").arg(sigstore_trust_config());
+            command
+                .arg("--sigstore-trust-config")
+                .arg(sigstore_trust_config());
         }
         command
     }
