@@ -334,13 +334,18 @@ struct Kwctl {
 
 impl Kwctl {
     fn find(workspace: &Path, out_dir: &Path) -> Result<Kwctl> {
+        let on_path = |name: &std::ffi::OsStr| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        };
         let program = match std::env::var_os("KWCTL").filter(|p| !p.is_empty()) {
             // A bare name is looked up on PATH; a path is taken from the workspace root.
-            Some(p) if !p.to_string_lossy().contains('/') => PathBuf::from(p),
-            Some(p) => workspace.join(p),
-            None => e2e_tests::kwctl::find_tool("KWCTL", "kwctl")
-                .context("no kwctl: set KWCTL=/path/to/kwctl or put kwctl on PATH")?,
-        };
+            Some(p) if !p.to_string_lossy().contains('/') => on_path(&p),
+            Some(p) => Some(workspace.join(p)),
+            None => on_path("kwctl".as_ref()),
+        }
+        .context("no kwctl: set KWCTL=/path/to/kwctl or put kwctl on PATH")?;
         let kwctl = Kwctl {
             program,
             cache: out_dir.join("cache"),
