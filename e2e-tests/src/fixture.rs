@@ -1,5 +1,5 @@
 //! One recorded case of `fixtures/<name>/`, read the same way by the golden test, the benches and
-//! the tests of the benches' reference guests.
+//! the timeout-protection test.
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! values), deep nesting, empty and missing names, huge numbers, odd Unicode, and payloads that
 //! are not JSON at all. Each must give an acceptance or a clear denial (allowed false, a 4xx code
 //! and a message), never a guest trap or a 500. Each case prints the time it took (instance,
-//! evaluation, and the host's JSON patch); speed targets live in the benchmarks.
+//! evaluation, and the host's JSON patch); speed figures live in the benchmarks.
 //!
 //! Typed requests run through [`Policy::validate`] with a replay session, as the fixtures do.
 //! Payloads no `serde_json::Value` can hold (invalid UTF-8, lone surrogates, 10,000 levels of

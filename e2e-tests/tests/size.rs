@@ -1,7 +1,7 @@
 //! The release `policy.wasm` stays within 768 KiB (the module may grow for speed; the
 //! peer, Kubewarden's own mutating pod policy, is 1.75 MiB): every policy-server replica downloads
 //! and compiles it. Size is deterministic for a given toolchain, so this is a plain test; the
-//! timing targets are ratios printed by `make bench` and `make bench-kwctl` (BENCHMARKS.md), never
+//! timing figures are ratios printed by `make bench` and `make bench-kwctl` (BENCHMARKS.md), never
 //! asserted.
 
 #[allow(dead_code)] // only `wasm()` is used here
