@@ -62,10 +62,9 @@ fn checked(settings: Settings, value: &Value) -> Result<Settings, String> {
     Ok(settings)
 }
 
-/// Settings whose value is a list; a list anywhere else is refused. Inside
+/// Settings whose value is a list, by their camelCase names: every list field of the settings'
+/// types (a test checks it against `types.rs`). A list anywhere else is refused; inside
 /// `valueFrom` (passed through to Kubernetes) anything goes.
-/// Every list field of the settings' types, by its camelCase name (a test checks it against
-/// `types.rs`).
 const LIST_SETTINGS: [&str; 10] = [
     "podIdentityAssociations",
     "serviceAccounts",
@@ -158,6 +157,11 @@ mod tests {
     #[case::partial_aws(r#"{"aws":{"region":"eu-west-1"}}"#)]
     #[case::reject_mode(r#"{"lookupFailure":"reject"}"#)]
     fn valid_settings(#[case] raw: &str) {
+        let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+        assert_eq!(
+            Settings::from_value(&value),
+            Settings::from_json(raw.as_bytes())
+        );
         assert!(Settings::from_json(raw.as_bytes()).is_ok(), "{raw}");
     }
 
@@ -209,6 +213,8 @@ mod tests {
     fn invalid_settings_name_the_field(#[case] raw: &str, #[case] expected_start: &str) {
         let err = Settings::from_json(raw.as_bytes()).unwrap_err();
         assert!(err.starts_with(expected_start), "got {err:?}");
+        let value: Value = serde_json::from_str(raw).unwrap();
+        assert_eq!(Settings::from_value(&value).unwrap_err(), err);
     }
 
     #[rstest]
@@ -228,6 +234,9 @@ mod tests {
     )]
     fn lists_in_place_of_objects_are_refused(#[case] raw: &str, #[case] expected: &str) {
         assert_eq!(Settings::from_json(raw.as_bytes()).unwrap_err(), expected);
+        // The validate payload's settings, already a Value, get the same answer.
+        let value: Value = serde_json::from_str(raw).unwrap();
+        assert_eq!(Settings::from_value(&value).unwrap_err(), expected);
     }
 
     /// A list field missing from LIST_SETTINGS would be refused as misplaced; one listed that is
