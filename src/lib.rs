@@ -28,6 +28,7 @@
 pub mod caller;
 pub mod core;
 pub mod host;
+mod json;
 pub mod names;
 pub mod podedit;
 pub mod providers;
@@ -67,7 +68,7 @@ pub fn validate_payload_bytes(payload: &[u8], lookup: &dyn host::Lookup) -> Vec<
 fn decide_payload(payload: &[u8], lookup: &dyn host::Lookup) -> Decision {
     match Input::from_payload(payload) {
         Err(message) => reject(message, 400),
-        Ok((input, raw_settings)) => match Settings::from_value(&raw_settings) {
+        Ok((input, settings)) => match Settings::from_json(settings.unwrap_or("").as_bytes()) {
             Ok(settings) => core::decide_owned(&settings, input, lookup),
             // validate_settings refuses these before any request arrives.
             Err(message) => reject(format!("invalid policy settings: {message}"), 500),

@@ -4,15 +4,19 @@
 //! unknown to any Kubernetes schema survive. Errors name the field, never
 //! echo the payload (it may hold env values).
 //!
-//! The payload is read into one `Value`, the way policy-evaluator wrote it: the last of duplicate
-//! keys wins, values of the wrong JSON type read as empty. The settings are handed on as the
-//! `Value` they are, for [`crate::settings::Settings::from_value`].
+//! The payload is read the way a `serde_json::Value` reads it (the last of duplicate keys wins,
+//! values of the wrong JSON type read as empty), in one pass that builds no document for what the
+//! policy never reads: the rest of the request is only checked as JSON, the old object is kept
+//! for an UPDATE alone (the only operation that reads it), and the settings stay text, for
+//! [`crate::settings::Settings::from_json`], the decoder `validate_settings` uses.
 
 use std::collections::BTreeMap;
 
+use serde::de::{IgnoredAny, MapAccess};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::settings::decode::without_position;
+use crate::json::{without_position, Fields, Object};
 
 /// `{"request": AdmissionRequest, "settings": ...}`, reduced to what we read.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,80 +42,57 @@ pub struct UserInfo {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
-impl UserInfo {
-    /// Reads `userInfo`, ignoring values of the wrong JSON type.
-    fn from_value(value: Option<&Value>) -> UserInfo {
-        let Some(value) = value else {
-            return UserInfo::default();
-        };
-        let strings = |v: Option<&Value>| -> Vec<String> {
-            v.and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        UserInfo {
-            username: value
-                .get("username")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            uid: value
-                .get("uid")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            groups: strings(value.get("groups")),
-            extra: value
-                .get("extra")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), strings(Some(v))))
-                        .collect()
-                })
-                .unwrap_or_default(),
+/// `userInfo` read key by key, values of the wrong JSON type as empty.
+impl<'de> Fields<'de> for UserInfo {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "username" => self.username = text(map.next_value()?),
+            "uid" => self.uid = text(map.next_value()?),
+            "groups" => self.groups = texts(map.next_value()?),
+            "extra" => {
+                self.extra = match map.next_value()? {
+                    Value::Object(extra) => extra.into_iter().map(|(k, v)| (k, texts(v))).collect(),
+                    _ => BTreeMap::new(),
+                }
+            }
+            _ => drop(map.next_value::<IgnoredAny>()?),
         }
+        Ok(())
     }
 }
 
 impl Input {
-    /// Splits a validate payload into the request and the raw settings.
-    pub fn from_payload(payload: &[u8]) -> Result<(Input, Value), String> {
-        let mut doc: Value = serde_json::from_slice(payload)
+    /// Splits a validate payload into the request and the settings' JSON text (`None` when absent
+    /// or `null`).
+    pub fn from_payload(payload: &[u8]) -> Result<(Input, Option<&str>), String> {
+        let Object(envelope) = serde_json::from_slice::<Object<Envelope>>(payload)
             .map_err(|e| format!("validation payload is not JSON: {}", without_position(&e)))?;
-        let settings = doc
-            .get_mut("settings")
-            .map(Value::take)
-            .unwrap_or(Value::Null);
-        let mut request = match doc.get_mut("request").map(Value::take) {
-            Some(request @ Value::Object(_)) => request,
-            _ => return Err("validation payload has no \"request\" object".to_string()),
+        let envelope = envelope.unwrap_or_default();
+        let request = envelope
+            .request
+            .ok_or_else(|| "validation payload has no \"request\" object".to_string())?;
+        let old_object = match request.old_object {
+            // Checked as JSON already, so this only fails where no Value can hold the text (more
+            // nesting than serde_json allows in one document counts the envelope's levels too).
+            Some(raw) if request.operation.as_str() == Some("UPDATE") => {
+                serde_json::from_str(raw.get()).map_err(|e| {
+                    format!("validation payload: oldObject: {}", without_position(&e))
+                })?
+            }
+            _ => Value::Null,
         };
-        let text =
-            |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-        let kind = request.get("kind").cloned().unwrap_or(Value::Null);
+        let kind = request.kind.0.unwrap_or_default();
         let input = Input {
-            uid: text(&request, "uid"),
-            group: text(&kind, "group"),
-            kind: text(&kind, "kind"),
-            operation: text(&request, "operation"),
-            namespace: text(&request, "namespace"),
-            object: request
-                .get_mut("object")
-                .map(Value::take)
-                .unwrap_or(Value::Null),
-            old_object: request
-                .get_mut("oldObject")
-                .map(Value::take)
-                .unwrap_or(Value::Null),
-            user: UserInfo::from_value(request.get("userInfo")),
+            uid: text(request.uid),
+            group: text(kind.group),
+            kind: text(kind.kind),
+            operation: text(request.operation),
+            namespace: text(request.namespace),
+            object: request.object,
+            old_object,
+            user: request.user_info.0.unwrap_or_default(),
         };
-        Ok((input, settings))
+        Ok((input, envelope.settings.map(RawValue::get)))
     }
 
     /// A request built in tests or by the native host.
@@ -126,6 +107,93 @@ impl Input {
             old_object: Value::Null,
             user: UserInfo::default(),
         }
+    }
+}
+
+/// `{"request": ..., "settings": ...}`: the request, when it is an object, and the settings' text.
+#[derive(Default)]
+struct Envelope<'a> {
+    request: Option<Request<'a>>,
+    settings: Option<&'a RawValue>,
+}
+
+impl<'de> Fields<'de> for Envelope<'de> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "request" => self.request = map.next_value::<Object<Request>>()?.0,
+            "settings" => self.settings = map.next_value()?,
+            _ => drop(map.next_value::<IgnoredAny>()?),
+        }
+        Ok(())
+    }
+}
+
+/// The fields of an AdmissionRequest the policy reads, each as JSON of any type (`null` when
+/// absent); every other field is checked as JSON and dropped.
+#[derive(Default)]
+struct Request<'a> {
+    uid: Value,
+    kind: Object<Kind>,
+    operation: Value,
+    namespace: Value,
+    user_info: Object<UserInfo>,
+    object: Value,
+    old_object: Option<&'a RawValue>,
+}
+
+impl<'de> Fields<'de> for Request<'de> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "uid" => self.uid = map.next_value()?,
+            "kind" => self.kind = map.next_value()?,
+            "operation" => self.operation = map.next_value()?,
+            "namespace" => self.namespace = map.next_value()?,
+            "userInfo" => self.user_info = map.next_value()?,
+            "object" => self.object = map.next_value()?,
+            "oldObject" => self.old_object = Some(map.next_value()?),
+            _ => drop(map.next_value::<IgnoredAny>()?),
+        }
+        Ok(())
+    }
+}
+
+/// The request's `kind`: its group and kind.
+#[derive(Default)]
+struct Kind {
+    group: Value,
+    kind: Value,
+}
+
+impl<'de> Fields<'de> for Kind {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "group" => self.group = map.next_value()?,
+            "kind" => self.kind = map.next_value()?,
+            _ => drop(map.next_value::<IgnoredAny>()?),
+        }
+        Ok(())
+    }
+}
+
+/// A string as it is, anything else as empty.
+fn text(value: Value) -> String {
+    match value {
+        Value::String(text) => text,
+        _ => String::new(),
+    }
+}
+
+/// The strings of a list, anything else as empty.
+fn texts(value: Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::String(text) => Some(text),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -154,7 +222,7 @@ mod tests {
         );
         assert_eq!(input.user.groups, ["g", "h"]);
         assert_eq!(input.user.extra.get("n"), Some(&Vec::new()));
-        assert_eq!(settings, json!({"aws": {"region": "eu-west-1"}}));
+        assert_eq!(settings, Some(r#"{"aws":{"region":"eu-west-1"}}"#));
     }
 
     #[test]
@@ -168,7 +236,7 @@ mod tests {
         assert_eq!(input.kind, "");
         assert_eq!(input.operation, "");
         assert_eq!(input.user, UserInfo::default());
-        assert_eq!(settings, Value::Null);
+        assert_eq!(settings, None);
         // Duplicate keys: the last wins.
         let (input, settings) = Input::from_payload(
             br#"{"settings": {"a": 1}, "request": {"operation": "CREATE", "operation": "UPDATE", "kind": {"kind": "Pod"}, "kind": {"group": "apps"}}, "settings": {}}"#,
@@ -179,11 +247,34 @@ mod tests {
             ("UPDATE", "")
         );
         assert_eq!(input.group, "apps");
-        assert_eq!(settings, json!({}));
+        assert_eq!(settings, Some("{}"));
+        // Escaped keys are the same keys; the old object is read for an UPDATE only; the other
+        // fields are only checked as JSON.
+        let (input, settings) = Input::from_payload(
+            br#"{"request": {"oper\u0061tion": "DELETE", "oldObject": {"a": 1}, "options": {"b": [2]}}, "settings": null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (input.operation.as_str(), &input.old_object),
+            ("DELETE", &Value::Null)
+        );
+        assert_eq!(settings, None);
         // No request object, or not JSON: the error says which, without the input.
         for (payload, expected) in [
             (
-                &br#"{"settings": {}}"#[..],
+                &br#"null"#[..],
+                "validation payload has no \"request\" object",
+            ),
+            (
+                br#"[{"request": {}}]"#,
+                "validation payload has no \"request\" object",
+            ),
+            (
+                br#"{"request": {"options": {"x": [1,}}}"#,
+                "validation payload is not JSON: expected value",
+            ),
+            (
+                br#"{"settings": {}}"#,
                 "validation payload has no \"request\" object",
             ),
             (

@@ -1,13 +1,16 @@
-//! Settings from JSON: the one decoder, for `validate_settings` and for every `validate` payload.
+//! Settings from JSON text: the one decoder, for `validate_settings` and for the settings' text
+//! in every `validate` payload.
 //!
 //! serde's derive reads the text (which also refuses duplicate keys); only when it fails is the
 //! same text read again through serde_path_to_error, to name the field (its tracking of every key
 //! costs a quarter of a request's time, so it runs only on the error path). Then the structure
 //! serde cannot check (a list in place of an object) and the values ([`Settings::validate`]).
 
-use serde_json::Value;
+use std::fmt;
 
 use super::Settings;
+use crate::json::{scalars_are, without_position, Key};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 impl Settings {
     /// Decodes and validates settings JSON. `null` and empty input mean `{}`.
@@ -18,21 +21,22 @@ impl Settings {
             return Ok(Settings::default());
         }
         let settings = deserialize(trimmed)?;
-        let value: Value = serde_json::from_slice(trimmed)
+        // serde's derive also reads a struct from a JSON list (fields by position), which
+        // bypasses the unknown-field check: only list settings may be lists.
+        let mut errors = Vec::new();
+        let lists = Lists {
+            path: &String::new,
+            allowed: false,
+            errors: &mut errors,
+        };
+        lists
+            .deserialize(&mut serde_json::Deserializer::from_slice(trimmed))
             .map_err(|e| format!("settings: not JSON: {}", without_position(&e)))?;
-        checked(settings, &value)
-    }
-
-    /// The settings a `validate` payload carries, already read into a `Value` with the rest of the
-    /// payload: decoded and checked as [`Settings::from_json`] does.
-    pub fn from_value(value: &Value) -> Result<Settings, String> {
-        if value.is_null() {
-            return Ok(Settings::default());
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
         }
-        // Through the text decoder: a second (Value) decoder for every settings type would add
-        // ~100 KB to the module.
-        let text = serde_json::to_vec(value).map_err(|e| format!("settings: {e}"))?;
-        checked(deserialize(&text)?, value)
+        settings.validate()?;
+        Ok(settings)
     }
 }
 
@@ -46,20 +50,6 @@ fn deserialize(text: &[u8]) -> Result<Settings, String> {
             Ok(_) => "settings: cannot be decoded".to_string(),
         }
     })
-}
-
-/// What serde cannot check, then the values.
-fn checked(settings: Settings, value: &Value) -> Result<Settings, String> {
-    // serde's derive also reads a struct from a JSON list (fields by
-    // position), which bypasses the unknown-field check: only list
-    // settings may be lists.
-    let mut errors = Vec::new();
-    misplaced_lists(value, "", &mut errors);
-    if !errors.is_empty() {
-        return Err(errors.join("; "));
-    }
-    settings.validate()?;
-    Ok(settings)
 }
 
 /// Settings whose value is a list, by their camelCase names: every list field of the settings'
@@ -78,52 +68,75 @@ const LIST_SETTINGS: [&str; 10] = [
     "groups",
 ];
 
-fn misplaced_lists(value: &serde_json::Value, path: &str, errors: &mut Vec<String>) {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                if key == "valueFrom" {
-                    continue;
-                }
-                let child_path = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match child {
-                    Value::Array(items) if LIST_SETTINGS.contains(&key.as_str()) => {
-                        for (i, item) in items.iter().enumerate() {
-                            if item.is_array() {
-                                errors.push(format!("{child_path}[{i}]: expected an object or a value, found a list"));
-                            } else {
-                                misplaced_lists(item, &format!("{child_path}[{i}]"), errors);
-                            }
-                        }
-                    }
-                    Value::Array(_) => errors.push(format!(
-                        "{child_path}: expected an object or a value, found a list"
-                    )),
-                    _ => misplaced_lists(child, &child_path, errors),
-                }
-            }
-        }
-        Value::Array(_) if path.is_empty() => {
-            errors.push("settings: expected an object, found a list".to_string())
-        }
-        _ => {}
+/// Finds lists where the settings have none, walking the settings' text (no document of it is
+/// built). The path of a setting is only spelled out for a message.
+struct Lists<'a> {
+    path: &'a dyn Fn() -> String,
+    /// Whether this value is a list setting's, whose items may be anything but lists.
+    allowed: bool,
+    errors: &'a mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Lists<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-/// serde_json's message without its position ("at line 1 column 42"), which says nothing to a
-/// YAML author; for untyped parsing serde_json never quotes the input, so no env value can leak
-/// into a denial. The payload decoder uses it too.
-pub(crate) fn without_position(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match message.rfind(" at line ") {
-        Some(pos) => message.get(..pos).unwrap_or(&message).to_string(),
-        None => message,
+impl<'de> Visitor<'de> for Lists<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
     }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            // Passed through to Kubernetes: anything goes.
+            if key.0 == "valueFrom" {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let path = || match (self.path)() {
+                parent if parent.is_empty() => key.0.to_string(),
+                parent => format!("{parent}.{}", key.0),
+            };
+            map.next_value_seed(Lists {
+                path: &path,
+                allowed: LIST_SETTINGS.contains(&key.0.as_ref()),
+                errors: self.errors,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if !self.allowed {
+            self.errors.push(match (self.path)() {
+                path if path.is_empty() => "settings: expected an object, found a list".to_string(),
+                path => format!("{path}: expected an object or a value, found a list"),
+            });
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(());
+        }
+        let mut i = 0;
+        loop {
+            let path = || format!("{}[{i}]", (self.path)());
+            let item = Lists {
+                path: &path,
+                allowed: false,
+                errors: self.errors,
+            };
+            if seq.next_element_seed(item)?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    scalars_are!(());
 }
 
 /// Turns a serde error into "path: problem".
@@ -157,11 +170,6 @@ mod tests {
     #[case::partial_aws(r#"{"aws":{"region":"eu-west-1"}}"#)]
     #[case::reject_mode(r#"{"lookupFailure":"reject"}"#)]
     fn valid_settings(#[case] raw: &str) {
-        let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
-        assert_eq!(
-            Settings::from_value(&value),
-            Settings::from_json(raw.as_bytes())
-        );
         assert!(Settings::from_json(raw.as_bytes()).is_ok(), "{raw}");
     }
 
@@ -213,8 +221,6 @@ mod tests {
     fn invalid_settings_name_the_field(#[case] raw: &str, #[case] expected_start: &str) {
         let err = Settings::from_json(raw.as_bytes()).unwrap_err();
         assert!(err.starts_with(expected_start), "got {err:?}");
-        let value: Value = serde_json::from_str(raw).unwrap();
-        assert_eq!(Settings::from_value(&value).unwrap_err(), err);
     }
 
     #[rstest]
@@ -234,9 +240,6 @@ mod tests {
     )]
     fn lists_in_place_of_objects_are_refused(#[case] raw: &str, #[case] expected: &str) {
         assert_eq!(Settings::from_json(raw.as_bytes()).unwrap_err(), expected);
-        // The validate payload's settings, already a Value, get the same answer.
-        let value: Value = serde_json::from_str(raw).unwrap();
-        assert_eq!(Settings::from_value(&value).unwrap_err(), expected);
     }
 
     /// A list field missing from LIST_SETTINGS would be refused as misplaced; one listed that is
