@@ -298,7 +298,7 @@ fn cloud_identity(
     }
 
     let sa = ServiceAccountRef::of_pod(namespace, pod);
-    let account = match lookup.service_account(&sa) {
+    let account = match lookup.service_account(&sa, settings.lookup_cache) {
         Ok(account) => account,
         Err(error) => {
             return match settings.lookup_failure {
@@ -332,7 +332,14 @@ fn cloud_identity(
         sa_annotations: effective_annotations(settings, &sa, &account, bound),
     };
     let mut findings = Findings::default();
-    let injections = wanted.resolve(settings, &ctx, &mut findings);
+    let mut injections = wanted.resolve(settings, &ctx, &mut findings);
+    if let Some(only) =
+        providers::opted_in_containers(pod, &ctx.pod_annotations, &pod_ref, &mut findings.warnings)
+    {
+        for injection in &mut injections {
+            injection.only_containers = Some(only.clone());
+        }
+    }
     let Findings { warnings, denials } = findings;
     fx.warnings.extend(warnings);
     if !denials.is_empty() {
@@ -457,6 +464,8 @@ mod tests {
     struct Accounts {
         annotations: Option<Value>,
         calls: RefCell<Vec<ServiceAccountRef>>,
+        /// The `cached` flag of every call.
+        cached: RefCell<Vec<bool>>,
     }
 
     impl Accounts {
@@ -464,19 +473,22 @@ mod tests {
             Accounts {
                 annotations: Some(annotations),
                 calls: RefCell::new(Vec::new()),
+                cached: RefCell::new(Vec::new()),
             }
         }
         fn missing() -> Accounts {
             Accounts {
                 annotations: None,
                 calls: RefCell::new(Vec::new()),
+                cached: RefCell::new(Vec::new()),
             }
         }
     }
 
     impl Lookup for Accounts {
-        fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+        fn service_account(&self, sa: &ServiceAccountRef, cached: bool) -> Result<Value, String> {
             self.calls.borrow_mut().push(sa.clone());
+            self.cached.borrow_mut().push(cached);
             match &self.annotations {
                 Some(a) => Ok(
                     json!({"metadata": {"name": sa.name, "namespace": sa.namespace, "annotations": a}}),
@@ -825,5 +837,57 @@ mod tests {
         assert_eq!(expiry("web-3-"), values[3], "same pod, same expiry");
         let distinct: std::collections::BTreeSet<_> = values.iter().collect();
         assert!(distinct.len() > 10, "expiries should spread: {values:?}");
+    }
+
+    #[test]
+    fn lookup_cache_setting_reaches_the_lookup() {
+        for (settings, cached) in [(&b"{}"[..], true), (br#"{"lookupCache":false}"#, false)] {
+            let settings = Settings::from_json(settings).unwrap();
+            let accounts = Accounts::with(json!({"eks.amazonaws.com/role-arn": ROLE}));
+            run(&settings, simple_pod(), &accounts);
+            assert_eq!(*accounts.cached.borrow(), [cached]);
+        }
+    }
+
+    #[test]
+    fn the_opt_in_list_applies_to_every_provider_and_keeps_skip_lists() {
+        let settings = Settings::default();
+        let accounts = Accounts::with(json!({
+            "eks.amazonaws.com/role-arn": ROLE,
+            "workload-identity.stackit.cloud/service-account-email": "sa@sa.stackit.cloud",
+        }));
+        let object = pod(
+            json!({"annotations": {
+                "workload-identity.kubewarden.io/containers": "app,proxy,init,typo",
+                "eks.amazonaws.com/skip-containers": "proxy",
+            }}),
+            json!({"serviceAccountName": "app",
+                "initContainers": [{"name": "init"}, {"name": "other-init"}],
+                "containers": [{"name": "app"}, {"name": "proxy"}, {"name": "other"}]}),
+        );
+        let (out, warnings) = mutated(run(&settings, object, &accounts));
+        let env_names = |pointer: &str| -> Vec<String> {
+            out.pointer(pointer)
+                .and_then(Value::as_array)
+                .map(|env| {
+                    env.iter()
+                        .filter_map(|e| e["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let aws_and_stackit = env_names("/spec/containers/0/env");
+        assert!(aws_and_stackit.contains(&"AWS_ROLE_ARN".to_string()));
+        assert!(aws_and_stackit.contains(&"STACKIT_SERVICE_ACCOUNT_EMAIL".to_string()));
+        // Skipped by AWS's own list, still opted in for STACKIT.
+        assert_eq!(
+            env_names("/spec/containers/1/env"),
+            ["STACKIT_SERVICE_ACCOUNT_EMAIL"]
+        );
+        assert!(env_names("/spec/containers/2/env").is_empty());
+        assert!(env_names("/spec/initContainers/0/env").contains(&"AWS_ROLE_ARN".to_string()));
+        assert!(env_names("/spec/initContainers/1/env").is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("\"typo\""), "{warnings:?}");
     }
 }

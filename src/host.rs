@@ -39,19 +39,20 @@ impl std::fmt::Display for ServiceAccountRef {
 /// Reads a ServiceAccount as raw JSON. An error is a message for humans
 /// (a missing object is an error, as in Kubewarden's host).
 pub trait Lookup {
-    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String>;
+    /// `cached`: whether the engine may answer from its lookup cache (`lookupCache`).
+    fn service_account(&self, sa: &ServiceAccountRef, cached: bool) -> Result<Value, String>;
 }
 
 /// The waPC implementation: one `kubernetes/get_resource` host call with the
-/// exact request kwctl replay sessions record (cache enabled, no field masks).
+/// exact request kwctl replay sessions record (the cache as `lookupCache` says, no field masks).
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub struct HostLookup;
 
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 impl Lookup for HostLookup {
-    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+    fn service_account(&self, sa: &ServiceAccountRef, cached: bool) -> Result<Value, String> {
         kubewarden_policy_sdk::host_capabilities::kubernetes::get_resource::<Value>(
-            &service_account_request(sa),
+            &service_account_request(sa, cached),
         )
         .map_err(host_message)
     }
@@ -62,13 +63,14 @@ impl Lookup for HostLookup {
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub fn service_account_request(
     sa: &ServiceAccountRef,
+    cached: bool,
 ) -> kubewarden_policy_sdk::host_capabilities::kubernetes::GetResourceRequest {
     kubewarden_policy_sdk::host_capabilities::kubernetes::GetResourceRequest {
         api_version: "v1".to_string(),
         kind: "ServiceAccount".to_string(),
         name: sa.name.clone(),
         namespace: Some(sa.namespace.clone()),
-        disable_cache: false,
+        disable_cache: !cached,
         field_masks: None,
     }
 }

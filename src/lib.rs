@@ -173,7 +173,11 @@ mod tests {
     fn bytes_and_value_agree() {
         struct NoLookup;
         impl host::Lookup for NoLookup {
-            fn service_account(&self, _: &host::ServiceAccountRef) -> Result<Value, String> {
+            fn service_account(
+                &self,
+                _: &host::ServiceAccountRef,
+                _: bool,
+            ) -> Result<Value, String> {
                 Err("none".into())
             }
         }

@@ -6,6 +6,11 @@
 //! providers and the Flyte secret managers all read it, so none of them has
 //! to import another for a name.
 
+/// The policy's own pod annotation: the only containers and init containers (comma-separated
+/// names) that get workload identity from any cloud or custom provider. Each provider's skip
+/// list still applies within it.
+pub const CONTAINERS_ANNOTATION: &str = "workload-identity.kubewarden.io/containers";
+
 /// Where a provider's projected ServiceAccount token lives in the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenLayout {

@@ -33,6 +33,9 @@ pub struct Injection {
     pub env_groups: Vec<Vec<Value>>,
     /// Container and init container names that get nothing.
     pub skip_containers: Vec<String>,
+    /// When set, the only container and init container names that may get it (the pod's
+    /// opt-in list); `skip_containers` still applies within it.
+    pub only_containers: Option<Vec<String>>,
     /// Pod annotations this provider owns: always set to this value, so a
     /// user-supplied one is replaced (GCP's credential configuration).
     pub managed_annotations: Vec<(String, String)>,
@@ -75,6 +78,7 @@ impl Injection {
             mounts: Vec::new(),
             env_groups: Vec::new(),
             skip_containers: Vec::new(),
+            only_containers: None,
             managed_annotations: Vec::new(),
             labels: Vec::new(),
             default_annotations: Vec::new(),
@@ -567,7 +571,11 @@ fn inject_container(
     at: At,
 ) -> Result<Outcome, MalformedPod> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-    if injection.skip_containers.iter().any(|skip| skip == name) {
+    let opted_in = injection
+        .only_containers
+        .as_ref()
+        .is_none_or(|only| only.iter().any(|o| o == name));
+    if !opted_in || injection.skip_containers.iter().any(|skip| skip == name) {
         return Ok(Outcome::Skipped);
     }
     let mounts_path = at.field("volumeMounts");

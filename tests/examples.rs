@@ -496,7 +496,7 @@ struct ExampleAccounts {
 }
 
 impl Lookup for ExampleAccounts {
-    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+    fn service_account(&self, sa: &ServiceAccountRef, _cached: bool) -> Result<Value, String> {
         if self.forbidden {
             return Err(format!(
                 "serviceaccounts \"{}\" is forbidden: User \"{POLICY_SERVER_SA}\" cannot get \

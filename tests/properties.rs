@@ -258,6 +258,10 @@ const SA_ANNOTATIONS: Vocabulary = &[
 /// Pod annotations of every provider and of caller identity (forged stamps), valid and invalid.
 const POD_ANNOTATIONS: Vocabulary = &[
     (
+        "workload-identity.kubewarden.io/containers",
+        &["app", "app,init", "sidecar, nope", "", "istio-proxy"],
+    ),
+    (
         "eks.amazonaws.com/token-expiration",
         &["7200", "100", "1h", "99999999999999999999"],
     ),
@@ -396,7 +400,7 @@ fn custom_providers() -> Vec<Value> {
         // Shares an env name with AWS (AWS_REGION) and uses every placeholder.
         json!({"name": "jwt", "serviceAccountAnnotation": "example.com/jwt-audience",
                "audience": "jwt", "mountPath": "/var/run/secrets/jwt", "volumeName": "jwt-token",
-               "tokenPath": "t/jwt", "tokenExpirationSeconds": 600,
+               "tokenPath": "t/jwt", "tokenExpirationSeconds": 600, "tokenDefaultMode": 288,
                "env": [{"name": "AWS_REGION", "value": "{value}"},
                        {"name": "JWT_FILE", "value": "{namespace}/{serviceAccount}:{tokenFile}"}]}),
     ]
@@ -657,10 +661,16 @@ fn pod() -> impl Strategy<Value = Value> {
         field(prop::collection::vec(container(false), 0..=4)),
         field(prop::collection::vec(container(true), 0..=2)),
         field(prop::collection::vec(volume(), 0..=3)),
-        prop::bool::weighted(0.1),
+        prop_oneof![
+            6 => Just((None, None)),
+            1 => Just((None, Some("windows"))),
+            1 => Just((Some("windows"), None)),
+            1 => Just((Some("windows"), Some("windows"))),
+            1 => Just((Some("linux"), Some("windows"))),
+        ],
         any::<bool>(),
     )
-        .prop_map(|(sa, containers, init, volumes, windows, unknown)| {
+        .prop_map(|(sa, containers, init, volumes, (os, selector), unknown)| {
             let mut s = Map::new();
             if let Some(sa) = sa {
                 s.insert("serviceAccountName".into(), json!(sa));
@@ -668,10 +678,13 @@ fn pod() -> impl Strategy<Value = Value> {
             put(&mut s, "containers", containers);
             put(&mut s, "initContainers", init);
             put(&mut s, "volumes", volumes);
-            if windows {
+            if let Some(os) = os {
+                s.insert("os".into(), json!({ "name": os }));
+            }
+            if let Some(selector) = selector {
                 s.insert(
                     "nodeSelector".into(),
-                    json!({"kubernetes.io/os": "windows"}),
+                    json!({ "kubernetes.io/os": selector }),
                 );
             }
             if unknown {
@@ -709,27 +722,57 @@ fn settings_json() -> impl Strategy<Value = Value> {
             ),
             0..=1,
         ),
+        default_mode(),
+        any::<bool>(),
     )
-        .prop_map(|(enabled, prefix, region, sts, exp, mount, assoc)| {
+        .prop_map(|(enabled, prefix, region, sts, exp, mount, assoc, mode, cc)| {
             let mut aws = json!({"enabled": enabled, "annotationPrefix": prefix,
                 "stsRegionalEndpoints": sts, "tokenExpirationSeconds": exp, "tokenMountPath": mount,
                 "podIdentityAssociations": assoc.iter().map(|(ns, sa)| json!({"namespace": ns, "serviceAccount": sa})).collect::<Vec<_>>()});
             if let Some(region) = region {
                 aws["region"] = json!(region);
             }
+            if let Some(mode) = mode {
+                aws["tokenDefaultMode"] = mode;
+            }
+            if cc {
+                for (key, value) in [
+                    ("FullUri", "http://[fd00:ec2::23]/v1/credentials"),
+                    ("Audience", "pods.example.internal"),
+                    ("TokenMountPath", "/var/run/secrets/pod-identity"),
+                    ("TokenVolumeName", "pod-identity-token"),
+                    ("TokenPath", "token"),
+                ] {
+                    aws[format!("containerCredentials{key}")] = json!(value);
+                }
+            }
             aws
         });
-    let stackit = (prop::bool::weighted(0.9), select(&[600i64, 900][..]))
-        .prop_map(|(enabled, exp)| json!({"enabled": enabled, "tokenExpirationSeconds": exp}));
+    let stackit = (
+        prop::bool::weighted(0.9),
+        select(&[600i64, 900][..]),
+        default_mode(),
+    )
+        .prop_map(|(enabled, exp, mode)| {
+            let mut stackit = json!({"enabled": enabled, "tokenExpirationSeconds": exp});
+            if let Some(mode) = mode {
+                stackit["tokenDefaultMode"] = mode;
+            }
+            stackit
+        });
     let azure = (
         prop::bool::weighted(0.9),
         any::<bool>(),
         prop::option::of(Just("tenant-from-settings")),
         select(&["v1.5", "v1.6"][..]),
+        default_mode(),
     )
-        .prop_map(|(enabled, require, tenant, layout)| {
+        .prop_map(|(enabled, require, tenant, layout, mode)| {
             let mut azure =
                 json!({"enabled": enabled, "requireUseLabel": require, "tokenLayout": layout});
+            if let Some(mode) = mode {
+                azure["tokenDefaultMode"] = mode;
+            }
             if let Some(tenant) = tenant {
                 azure["tenantId"] = json!(tenant);
             }
@@ -739,9 +782,13 @@ fn settings_json() -> impl Strategy<Value = Value> {
         prop::bool::weighted(0.8),
         select(&["cloud.google.com", "gcp.example.com"][..]),
         prop::option::of(Just("europe-west3")),
+        default_mode(),
     )
-        .prop_map(|(enabled, prefix, region)| {
+        .prop_map(|(enabled, prefix, region, mode)| {
             let mut gcp = json!({"enabled": enabled, "annotationPrefix": prefix});
+            if let Some(mode) = mode {
+                gcp["tokenDefaultMode"] = mode;
+            }
             if let Some(region) = region {
                 gcp["region"] = json!(region);
             }
@@ -809,6 +856,7 @@ fn settings_json() -> impl Strategy<Value = Value> {
         identity,
         subsequence(bindings(), 0..=2),
         secrets,
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -819,13 +867,24 @@ fn settings_json() -> impl Strategy<Value = Value> {
                 identity,
                 bindings,
                 secrets,
+                cache,
             )| {
                 json!({"aws": aws, "stackit": stackit, "azure": azure, "gcp": gcp,
                     "serviceAccounts": overlays, "customProviders": custom,
-                    "lookupFailure": lookup, "identityInjection": identity,
+                    "lookupFailure": lookup, "lookupCache": cache, "identityInjection": identity,
                     "identityBindings": bindings, "secrets": secrets})
             },
         )
+}
+
+/// A `tokenDefaultMode`: absent (`None`), `null` or a mode.
+fn default_mode() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(Value::Null)),
+        1 => Just(Some(json!(0o440))),
+        1 => Just(Some(json!(0o400))),
+    ]
 }
 
 /// Valid settings only, as `validate_settings` guarantees before any request.
@@ -1123,7 +1182,7 @@ struct Accounts<'a> {
 }
 
 impl Lookup for Accounts<'_> {
-    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+    fn service_account(&self, sa: &ServiceAccountRef, _cached: bool) -> Result<Value, String> {
         self.calls.set(self.calls.get() + 1);
         let annotations = self.annotations.clone()?;
         Ok(json!({"apiVersion": "v1", "kind": "ServiceAccount",

@@ -14,7 +14,7 @@ use workload_identity_policy::validate_payload;
 struct NoLookup(std::cell::Cell<usize>);
 
 impl Lookup for NoLookup {
-    fn service_account(&self, _: &ServiceAccountRef) -> Result<Value, String> {
+    fn service_account(&self, _: &ServiceAccountRef, _: bool) -> Result<Value, String> {
         self.0.set(self.0.get() + 1);
         Err("no ServiceAccount in this test".into())
     }

@@ -89,10 +89,10 @@ struct NativeLookup {
 }
 
 impl Lookup for NativeLookup {
-    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+    fn service_account(&self, sa: &ServiceAccountRef, cached: bool) -> Result<Value, String> {
         self.calls.set(self.calls.get() + 1);
         // The request the guest sends (`host::service_account_request`), as the host reads it.
-        let request = serde_json::to_value(service_account_request(sa))
+        let request = serde_json::to_value(service_account_request(sa, cached))
             .and_then(serde_json::from_value::<GetResource>)
             .map_err(|e| format!("the lookup request does not read as a GetResource: {e}"))?;
         let request = HostRequest::KubernetesGetResource(request);

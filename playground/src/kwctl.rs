@@ -68,9 +68,10 @@ pub fn session(lookups: &[LookupRecord]) -> String {
     let mut yaml = String::new();
     for lookup in lookups {
         yaml.push_str(&format!(
-            "- type: Exchange\n  request: |\n    !KubernetesGetResource\n    api_version: v1\n    kind: ServiceAccount\n    name: {}\n    namespace: {}\n    disable_cache: false\n  response:\n",
+            "- type: Exchange\n  request: |\n    !KubernetesGetResource\n    api_version: v1\n    kind: ServiceAccount\n    name: {}\n    namespace: {}\n    disable_cache: {}\n  response:\n",
             quoted(&lookup.name),
-            quoted(&lookup.namespace)
+            quoted(&lookup.namespace),
+            !lookup.cached
         ));
         match (&lookup.found, &lookup.error) {
             (Some(found), _) => yaml.push_str(&format!(
@@ -105,12 +106,14 @@ mod tests {
             LookupRecord {
                 namespace: "team-a".into(),
                 name: "app".into(),
+                cached: true,
                 found: Some(json!({"metadata": {"annotations": {"a": "it's"}}})),
                 error: None,
             },
             LookupRecord {
                 namespace: "team-a".into(),
                 name: "gone".into(),
+                cached: false,
                 found: None,
                 error: Some("serviceaccounts \"gone\" not found".into()),
             },
@@ -135,7 +138,7 @@ mod tests {
     kind: ServiceAccount
     name: "gone"
     namespace: "team-a"
-    disable_cache: false
+    disable_cache: true
   response:
     type: Error
     message: "serviceaccounts \"gone\" not found"

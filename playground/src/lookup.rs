@@ -70,6 +70,8 @@ impl Account {
 pub struct LookupRecord {
     pub namespace: String,
     pub name: String,
+    /// Whether the policy let the engine answer from its cache (`lookupCache`).
+    pub cached: bool,
     /// The ServiceAccount returned, when found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub found: Option<Value>,
@@ -101,7 +103,7 @@ impl TypedLookup {
 }
 
 impl Lookup for TypedLookup {
-    fn service_account(&self, sa: &ServiceAccountRef) -> Result<Value, String> {
+    fn service_account(&self, sa: &ServiceAccountRef, cached: bool) -> Result<Value, String> {
         let answer = self.account.answer(sa);
         let (found, error) = match &answer {
             Ok(value) => (Some(value.clone()), None),
@@ -110,6 +112,7 @@ impl Lookup for TypedLookup {
         self.records.borrow_mut().push(LookupRecord {
             namespace: sa.namespace.clone(),
             name: sa.name.clone(),
+            cached,
             found,
             error,
         });
@@ -135,7 +138,7 @@ mod tests {
             panic!("annotations expected");
         };
         let lookup = TypedLookup::new(Account::Annotations(annotations));
-        let answer = lookup.service_account(&sa("ns", "app")).unwrap();
+        let answer = lookup.service_account(&sa("ns", "app"), true).unwrap();
         assert_eq!(answer["metadata"]["name"], "app");
         assert_eq!(
             answer["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
@@ -156,12 +159,17 @@ mod tests {
         let object =
             json!({"kind": "ServiceAccount", "metadata": {"name": "app", "namespace": "ns"}});
         let lookup = TypedLookup::new(Account::from_editor(&object.to_string()).unwrap());
-        assert_eq!(lookup.service_account(&sa("ns", "app")).unwrap(), object);
         assert_eq!(
-            lookup.service_account(&sa("ns", "other")).unwrap_err(),
+            lookup.service_account(&sa("ns", "app"), true).unwrap(),
+            object
+        );
+        assert_eq!(
+            lookup
+                .service_account(&sa("ns", "other"), true)
+                .unwrap_err(),
             "serviceaccounts \"other\" not found"
         );
-        assert!(lookup.service_account(&sa("other", "app")).is_err());
+        assert!(lookup.service_account(&sa("other", "app"), true).is_err());
         let records = lookup.into_records();
         assert_eq!(records.len(), 3);
         assert_eq!(records[0].found, Some(object));
@@ -174,7 +182,7 @@ mod tests {
     #[test]
     fn not_found_counts_too() {
         let lookup = TypedLookup::new(Account::NotFound);
-        assert!(lookup.service_account(&sa("ns", "app")).is_err());
+        assert!(lookup.service_account(&sa("ns", "app"), true).is_err());
         assert_eq!(lookup.into_records().len(), 1);
     }
 }

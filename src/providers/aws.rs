@@ -19,11 +19,6 @@ use crate::settings::{AwsSettings, MAX_TOKEN_EXPIRATION_SECONDS, MIN_TOKEN_EXPIR
 /// The anchor's volume and file names; the mount path comes from settings.
 pub const LAYOUT: TokenLayout = crate::names::AWS_IRSA;
 
-/// EKS Pod Identity's token volume (the anchor's container-credentials mode).
-pub const POD_IDENTITY_LAYOUT: TokenLayout = crate::names::AWS_POD_IDENTITY;
-pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
-/// The EKS Pod Identity Agent's link-local endpoint.
-pub const POD_IDENTITY_CREDENTIALS_URI: &str = "http://169.254.170.23/v1/credentials";
 /// Label the anchor sets on pods it switches to Pod Identity.
 pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
 /// Bounds of the anchor's jittered default lifetime (seconds).
@@ -103,28 +98,30 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
 
     if associated {
         let expiration = explicit_expiration.unwrap_or_else(|| pod_identity_expiration(ctx));
-        let token_file = format!(
-            "{}/{}",
-            POD_IDENTITY_LAYOUT.mount_path, POD_IDENTITY_LAYOUT.token_file
-        );
+        let volume = &settings.container_credentials_token_volume_name;
+        let mount_path = &settings.container_credentials_token_mount_path;
+        let token_path = &settings.container_credentials_token_path;
+        // The anchor joins the flags with "/" (`filepath.Join`, container_credentials.go).
+        let token_file = format!("{mount_path}/{token_path}");
         let mut env_groups = vec![vec![
             env_value(
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                POD_IDENTITY_CREDENTIALS_URI,
+                &settings.container_credentials_full_uri,
             ),
             env_value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
         ]];
         env_groups.extend(shared_env);
         return Some(Injection {
             volumes: vec![projected_token_volume(
-                POD_IDENTITY_LAYOUT.volume_name,
-                POD_IDENTITY_AUDIENCE,
+                volume,
+                &settings.container_credentials_audience,
                 expiration,
-                POD_IDENTITY_LAYOUT.token_file,
+                token_path,
+                settings.token_default_mode,
             )],
             mounts: vec![Mount {
-                volume: POD_IDENTITY_LAYOUT.volume_name.to_string(),
-                path: POD_IDENTITY_LAYOUT.mount_path.to_string(),
+                volume: volume.clone(),
+                path: mount_path.clone(),
             }],
             env_groups,
             skip_containers,
@@ -159,6 +156,7 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
             audience,
             expiration,
             LAYOUT.token_file,
+            settings.token_default_mode,
         )],
         mounts: vec![Mount {
             volume: LAYOUT.volume_name.to_string(),
@@ -242,9 +240,20 @@ fn token_expiration(settings: &AwsSettings, ctx: &Context, findings: &mut Findin
     None
 }
 
-/// Windows pods are recognised by nodeSelector only, as in the anchor.
-fn is_windows(pod: &serde_json::Value) -> bool {
-    let selector = pod.get("spec").and_then(|s| s.get("nodeSelector"));
+/// A Windows pod: `spec.os.name: windows` (Kubernetes 1.25 and later), or the node selectors
+/// the anchor reads (`kubernetes.io/os`, `beta.kubernetes.io/os`). `spec.os.name` decides when
+/// set: the kubelet refuses a pod whose `spec.os.name` is not its node's OS, so a pod with
+/// `spec.os.name: linux` never runs on Windows, whatever its node selector says.
+pub fn is_windows(pod: &serde_json::Value) -> bool {
+    let spec = pod.get("spec");
+    if let Some(os) = spec
+        .and_then(|s| s.pointer("/os/name"))
+        .and_then(|v| v.as_str())
+        .filter(|os| !os.is_empty())
+    {
+        return os == "windows";
+    }
+    let selector = spec.and_then(|s| s.get("nodeSelector"));
     ["kubernetes.io/os", "beta.kubernetes.io/os"]
         .iter()
         .any(|k| selector.and_then(|s| s.get(*k)).and_then(|v| v.as_str()) == Some("windows"))
@@ -318,5 +327,19 @@ mod tests {
             token_path(LAYOUT.mount_path, false),
             "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
         );
+    }
+
+    #[rstest]
+    #[case::node_selector(serde_json::json!({"nodeSelector": {"kubernetes.io/os": "windows"}}), true)]
+    #[case::beta_node_selector(serde_json::json!({"nodeSelector": {"beta.kubernetes.io/os": "windows"}}), true)]
+    #[case::spec_os(serde_json::json!({"os": {"name": "windows"}}), true)]
+    #[case::both(serde_json::json!({"os": {"name": "windows"}, "nodeSelector": {"kubernetes.io/os": "windows"}}), true)]
+    #[case::spec_os_decides(serde_json::json!({"os": {"name": "linux"}, "nodeSelector": {"kubernetes.io/os": "windows"}}), false)]
+    #[case::empty_os_name(serde_json::json!({"os": {"name": ""}, "nodeSelector": {"kubernetes.io/os": "windows"}}), true)]
+    #[case::linux(serde_json::json!({"os": {"name": "linux"}}), false)]
+    #[case::neither(serde_json::json!({}), false)]
+    #[case::wrong_types(serde_json::json!({"os": "windows", "nodeSelector": ["windows"]}), false)]
+    fn windows_pods(#[case] spec: serde_json::Value, #[case] windows: bool) {
+        assert_eq!(is_windows(&serde_json::json!({ "spec": spec })), windows);
     }
 }

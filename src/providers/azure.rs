@@ -123,6 +123,7 @@ pub fn resolve(settings: &AzureSettings, ctx: &Context, findings: &mut Findings)
             &settings.audience,
             expiration,
             layout.token_file,
+            settings.token_default_mode,
         )],
         mounts: vec![Mount {
             volume: volume_name,

@@ -41,6 +41,7 @@ pub fn resolve(provider: &CustomProvider, ctx: &Context) -> Resolution {
             &provider.audience,
             provider.token_expiration_seconds,
             &provider.token_path,
+            provider.token_default_mode,
         )],
         mounts: vec![Mount {
             volume: provider.volume_name.clone(),

@@ -46,7 +46,8 @@ pub const CREDENTIAL_LAYOUT: TokenLayout = crate::names::GCP_CREDENTIAL;
 /// filesystem (the anchor's PR #152 added it to direct mode).
 pub const GCLOUD_CONFIG: OwnedVolume = crate::names::GCP_GCLOUD_CONFIG;
 
-/// `defaultMode` of both volumes: the anchor's `--token-default-mode` default 0440.
+/// `defaultMode` of both volumes by default (`gcp.tokenDefaultMode`): the anchor's
+/// `--token-default-mode` default 0440.
 pub const DEFAULT_MODE: i64 = 0o440;
 
 /// Annotation names, relative to `gcp.annotationPrefix`.
@@ -155,8 +156,8 @@ pub fn resolve(settings: &GcpSettings, ctx: &Context, findings: &mut Findings) -
 
     Some(Injection {
         volumes: vec![
-            token_volume(audience, expiration),
-            credential_volume(&annotation_key),
+            token_volume(audience, expiration, settings.token_default_mode),
+            credential_volume(&annotation_key, settings.token_default_mode),
             json!({"name": GCLOUD_CONFIG.volume_name, "emptyDir": {}}),
         ],
         mounts: vec![
@@ -300,23 +301,20 @@ fn go_json_string(value: &str) -> String {
         .replace('\u{2029}', "\\u2029")
 }
 
-/// The projected token volume, with the anchor's `defaultMode`.
-fn token_volume(audience: &str, expiration_seconds: i64) -> Value {
-    let mut volume = projected_token_volume(
+/// The projected token volume.
+fn token_volume(audience: &str, expiration_seconds: i64, default_mode: Option<i64>) -> Value {
+    projected_token_volume(
         LAYOUT.volume_name,
         audience,
         expiration_seconds,
         LAYOUT.token_file,
-    );
-    if let Some(projected) = volume.get_mut("projected").and_then(Value::as_object_mut) {
-        projected.insert("defaultMode".to_string(), DEFAULT_MODE.into());
-    }
-    volume
+        default_mode,
+    )
 }
 
 /// The anchor's downward-API volume exposing the credential annotation.
-fn credential_volume(annotation_key: &str) -> Value {
-    serde_json::json!({
+fn credential_volume(annotation_key: &str, default_mode: Option<i64>) -> Value {
+    let mut volume = serde_json::json!({
         "name": CREDENTIAL_LAYOUT.volume_name,
         "downwardAPI": {
             "items": [{
@@ -326,9 +324,12 @@ fn credential_volume(annotation_key: &str) -> Value {
                     "fieldPath": format!("metadata.annotations['{annotation_key}']"),
                 }
             }],
-            "defaultMode": DEFAULT_MODE,
         }
-    })
+    });
+    if let (Some(mode), Some(downward)) = (default_mode, volume.get_mut("downwardAPI")) {
+        downward["defaultMode"] = mode.into();
+    }
+    volume
 }
 
 #[cfg(test)]
@@ -590,14 +591,17 @@ mod tests {
     #[test]
     fn volumes_mirror_the_webhook() {
         assert_eq!(
-            token_volume("sts.googleapis.com", 86400),
+            token_volume("sts.googleapis.com", 86400, Some(DEFAULT_MODE)),
             json!({"name": "gcp-iam-token", "projected": {
                 "sources": [{"serviceAccountToken": {"audience": "sts.googleapis.com", "expirationSeconds": 86400, "path": "token"}}],
                 "defaultMode": 288
             }})
         );
         assert_eq!(
-            credential_volume("cloud.google.com/external-credentials-json"),
+            credential_volume(
+                "cloud.google.com/external-credentials-json",
+                Some(DEFAULT_MODE),
+            ),
             json!({"name": "external-credential-config", "downwardAPI": {
                 "items": [{"path": "federation.json", "fieldRef": {
                     "apiVersion": "v1",

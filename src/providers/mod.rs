@@ -23,14 +23,16 @@ use crate::settings::Settings;
 
 pub use crate::names::TokenLayout;
 
-/// A projected ServiceAccount token volume, as every anchor writes it.
+/// A projected ServiceAccount token volume, as every anchor writes it, with the `defaultMode`
+/// of the provider's settings (none: Kubernetes' default, 0644).
 pub fn projected_token_volume(
     name: &str,
     audience: &str,
     expiration_seconds: i64,
     file: &str,
+    default_mode: Option<i64>,
 ) -> Value {
-    json!({
+    let mut volume = json!({
         "name": name,
         "projected": {
             "sources": [{
@@ -41,7 +43,11 @@ pub fn projected_token_volume(
                 }
             }]
         }
-    })
+    });
+    if let (Some(mode), Some(projected)) = (default_mode, volume.get_mut("projected")) {
+        projected["defaultMode"] = mode.into();
+    }
+    volume
 }
 
 /// String-valued entries of `metadata.<field>` (annotations or labels).
@@ -138,6 +144,41 @@ impl Wanted {
         }
         injections
     }
+}
+
+/// The pod's opt-in list ([`crate::names::CONTAINERS_ANNOTATION`]): `None` when the pod has
+/// none, so every container not skipped gets workload identity. A name the pod has neither
+/// among its containers nor among its init containers is a warning, never a silent no-op.
+pub fn opted_in_containers(
+    pod: &Value,
+    pod_annotations: &BTreeMap<&str, &str>,
+    pod_ref: &str,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    let key = crate::names::CONTAINERS_ANNOTATION;
+    let names = split_list(pod_annotations.get(key)?, ',');
+    let spec = pod.get("spec");
+    let has = |name: &str| {
+        ["containers", "initContainers"].iter().any(|list| {
+            spec.and_then(|s| s.get(*list))
+                .and_then(Value::as_array)
+                .is_some_and(|l| {
+                    l.iter()
+                        .any(|c| c.get("name").and_then(Value::as_str) == Some(name))
+                })
+        })
+    };
+    if names.is_empty() {
+        warnings.push(format!(
+            "pod {pod_ref}: annotation {key:?} names no container; no container gets workload identity"
+        ));
+    }
+    for name in names.iter().filter(|n| !has(n)) {
+        warnings.push(format!(
+            "pod {pod_ref}: annotation {key:?} names {name:?}, which is neither a container nor an init container of the pod; ignored (expected a comma-separated list of the pod's container names)"
+        ));
+    }
+    Some(names)
 }
 
 /// Go's `strconv.ParseBool`, which the anchors use for boolean annotations.

@@ -147,6 +147,7 @@ pub fn resolve(settings: &StackitSettings, ctx: &Context, findings: &mut Finding
             audience,
             clamped,
             &file_name,
+            settings.token_default_mode,
         )],
         mounts: vec![Mount {
             volume: LAYOUT.volume_name.to_string(),

@@ -1,10 +1,9 @@
 //! Settings from JSON text: the one decoder, for `validate_settings` and for the settings' text
 //! in every `validate` payload.
 //!
-//! serde's derive reads the text (which also refuses duplicate keys); only when it fails is the
-//! same text read again through serde_path_to_error, to name the field (its tracking of every key
-//! costs a quarter of a request's time, so it runs only on the error path). Then the structure
-//! serde cannot check (a list in place of an object) and the values ([`Settings::validate`]).
+//! serde's derive reads the text (which also refuses duplicate keys) through serde_path_to_error,
+//! which names the field of an error. Then the structure serde cannot check (a list in place of
+//! an object) and the values ([`Settings::validate`]).
 
 use std::fmt;
 
@@ -40,16 +39,13 @@ impl Settings {
     }
 }
 
-/// The text through serde's derive; on failure, again through serde_path_to_error for the path.
+/// The text through serde's derive, with serde_path_to_error naming the field of an error.
 fn deserialize(text: &[u8]) -> Result<Settings, String> {
-    serde_json::from_slice(text).map_err(|_| {
-        let de = &mut serde_json::Deserializer::from_slice(text);
-        match serde_path_to_error::deserialize::<_, Settings>(de) {
-            Err(e) => describe_error(e),
-            // Both read the same text with the same derive; kept total all the same.
-            Ok(_) => "settings: cannot be decoded".to_string(),
-        }
-    })
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let settings = serde_path_to_error::deserialize(&mut de).map_err(describe_error)?;
+    de.end()
+        .map_err(|e| format!("settings: {}", without_position(&e)))?;
+    Ok(settings)
 }
 
 /// Settings whose value is a list, by their camelCase names: every list field of the settings'
@@ -232,7 +228,7 @@ mod tests {
     #[case::whole_settings(r#"[{"enabled":false}]"#, "settings: expected an object, found a list")]
     #[case::nested_item(
         r#"{"customProviders":[["vault"]]}"#,
-        "customProviders[0]: invalid length 1, expected struct CustomProvider with 8 elements"
+        "customProviders[0]: invalid length 1, expected struct CustomProvider with 9 elements"
     )]
     #[case::deep(
         r#"{"identityInjection":{"trustedRequesters":[]}}"#,

@@ -11,7 +11,7 @@ pub const MAX_TOKEN_EXPIRATION_SECONDS: i64 = 1 << 32;
 
 /// All settings of the policy. `{}` enables every built-in provider with the
 /// defaults of the webhooks it replaces.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Settings {
     pub aws: AwsSettings,
@@ -23,12 +23,33 @@ pub struct Settings {
     /// Token providers defined entirely in settings.
     pub custom_providers: Vec<CustomProvider>,
     pub lookup_failure: LookupFailure,
+    /// Whether the ServiceAccount may come from policy-server's lookup cache (up to 5 s old);
+    /// `false` asks the API server for every admitted Pod (`disable_cache: true`).
+    pub lookup_cache: bool,
     /// Stamps the requester's identity on pods and pod templates.
     pub identity_injection: IdentityInjection,
     /// ServiceAccount-like annotations granted by the requester's identity.
     pub identity_bindings: Vec<IdentityBinding>,
     /// Flyte task secrets, drop-in for flytepropeller's pod webhook.
     pub secrets: SecretsSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            aws: AwsSettings::default(),
+            stackit: StackitSettings::default(),
+            azure: AzureSettings::default(),
+            gcp: GcpSettings::default(),
+            service_accounts: Vec::new(),
+            custom_providers: Vec::new(),
+            lookup_failure: LookupFailure::default(),
+            lookup_cache: true,
+            identity_injection: IdentityInjection::default(),
+            identity_bindings: Vec::new(),
+            secrets: SecretsSettings::default(),
+        }
+    }
 }
 
 /// Flyte secrets (`flyte.secrets/s<i>` pod annotations), as flytepropeller's
@@ -292,6 +313,9 @@ pub struct CustomProvider {
     pub volume_name: String,
     #[serde(default = "default_token_path")]
     pub token_path: String,
+    /// `defaultMode` of the token volume (0 to 0o777); unset: Kubernetes' default (0644).
+    #[serde(default)]
+    pub token_default_mode: Option<i64>,
     #[serde(default)]
     pub env: Vec<CustomEnv>,
 }
@@ -350,6 +374,21 @@ pub struct AwsSettings {
     /// ServiceAccounts switched to EKS Pod Identity (container credentials),
     /// which takes precedence over IRSA [`--watch-container-credentials-config`].
     pub pod_identity_associations: Vec<PodIdentityAssociation>,
+    /// EKS Pod Identity's `AWS_CONTAINER_CREDENTIALS_FULL_URI`
+    /// [`--container-credentials-full-uri`]; IPv6 clusters: `http://[fd00:ec2::23]/v1/credentials`.
+    pub container_credentials_full_uri: String,
+    /// Pod Identity's token audience [`--container-credentials-audience`].
+    pub container_credentials_audience: String,
+    /// Directory Pod Identity's token volume is mounted at
+    /// [`--container-credentials-token-mount-path`].
+    pub container_credentials_token_mount_path: String,
+    /// Pod Identity's projected volume [`--container-credentials-token-volume-name`].
+    pub container_credentials_token_volume_name: String,
+    /// Pod Identity's token file in that volume [`--container-credentials-token-path`].
+    pub container_credentials_token_path: String,
+    /// `defaultMode` of both AWS token volumes (0 to 0o777); unset: Kubernetes' default
+    /// (0644).
+    pub token_default_mode: Option<i64>,
 }
 
 /// One EKS Pod Identity association, matched exactly.
@@ -375,6 +414,8 @@ pub struct AzureSettings {
     pub audience: String,
     /// Token volume layout: `v1.5` (default) or `v1.6`.
     pub token_layout: AzureTokenLayout,
+    /// `defaultMode` of the token volume (0 to 0o777); unset: Kubernetes' default (0644).
+    pub token_default_mode: Option<i64>,
 }
 
 /// Where the Azure token lives; v1.6 moved it (a breaking change upstream).
@@ -398,6 +439,7 @@ impl Default for AzureSettings {
             authority_host: "https://login.microsoftonline.com/".to_string(),
             audience: "api://AzureADTokenExchange".to_string(),
             token_layout: AzureTokenLayout::V1_5,
+            token_default_mode: None,
         }
     }
 }
@@ -416,6 +458,9 @@ pub struct GcpSettings {
     pub token_expiration_seconds: i64,
     /// `CLOUDSDK_COMPUTE_REGION` [`--gcp-default-region`].
     pub region: Option<String>,
+    /// `defaultMode` of the token and credential volumes [`--token-default-mode`, 0o440];
+    /// `null`: Kubernetes' default (0644).
+    pub token_default_mode: Option<i64>,
 }
 
 /// GCP raises shorter token lifetimes to this (seconds).
@@ -429,6 +474,7 @@ impl Default for GcpSettings {
             audience: "sts.googleapis.com".to_string(),
             token_expiration_seconds: 86400,
             region: None,
+            token_default_mode: Some(crate::providers::gcp::DEFAULT_MODE),
         }
     }
 }
@@ -444,6 +490,17 @@ impl Default for AwsSettings {
             region: None,
             sts_regional_endpoints: false,
             pod_identity_associations: Vec::new(),
+            // The webhook's defaults for its --container-credentials-* flags.
+            container_credentials_full_uri: "http://169.254.170.23/v1/credentials".to_string(),
+            container_credentials_audience: "pods.eks.amazonaws.com".to_string(),
+            container_credentials_token_mount_path: crate::names::AWS_POD_IDENTITY
+                .mount_path
+                .to_string(),
+            container_credentials_token_volume_name: crate::names::AWS_POD_IDENTITY
+                .volume_name
+                .to_string(),
+            container_credentials_token_path: crate::names::AWS_POD_IDENTITY.token_file.to_string(),
+            token_default_mode: None,
         }
     }
 }
@@ -457,6 +514,8 @@ pub struct StackitSettings {
     pub audience: String,
     /// Token lifetime in seconds when the SA sets none.
     pub token_expiration_seconds: i64,
+    /// `defaultMode` of the token volume (0 to 0o777); unset: Kubernetes' default (0644).
+    pub token_default_mode: Option<i64>,
 }
 
 impl Default for StackitSettings {
@@ -465,6 +524,7 @@ impl Default for StackitSettings {
             enabled: true,
             audience: "sts.accounts.stackit.cloud".to_string(),
             token_expiration_seconds: 600,
+            token_default_mode: None,
         }
     }
 }

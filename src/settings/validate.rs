@@ -17,6 +17,8 @@ impl Settings {
             &mut errors,
         );
         check_mount_path("aws.tokenMountPath", &aws.token_mount_path, &mut errors);
+        check_file_mode("aws.tokenDefaultMode", aws.token_default_mode, &mut errors);
+        self.validate_container_credentials(&mut errors);
         if let Some(region) = &aws.region {
             let valid = !region.is_empty()
                 && region.len() <= 64
@@ -33,6 +35,11 @@ impl Settings {
         check_expiration(
             "stackit.tokenExpirationSeconds",
             self.stackit.token_expiration_seconds,
+            &mut errors,
+        );
+        check_file_mode(
+            "stackit.tokenDefaultMode",
+            self.stackit.token_default_mode,
             &mut errors,
         );
         for (i, a) in aws.pod_identity_associations.iter().enumerate() {
@@ -74,9 +81,70 @@ impl Settings {
         }
     }
 
+    /// EKS Pod Identity's flags: the webhook takes any string; we refuse what would give pods
+    /// an unusable endpoint or a token path the API server refuses.
+    fn validate_container_credentials(&self, errors: &mut Vec<String>) {
+        let aws = &self.aws;
+        let field = "aws.containerCredentials";
+        if !is_http_url(&aws.container_credentials_full_uri) {
+            errors.push(format!(
+                "{field}FullUri: {:?} is not an absolute http:// or https:// URL (expected e.g. \"http://169.254.170.23/v1/credentials\", or \"http://[fd00:ec2::23]/v1/credentials\" on IPv6)",
+                aws.container_credentials_full_uri
+            ));
+        }
+        check_non_empty(
+            &format!("{field}Audience"),
+            &aws.container_credentials_audience,
+            errors,
+        );
+        check_mount_path(
+            &format!("{field}TokenMountPath"),
+            &aws.container_credentials_token_mount_path,
+            errors,
+        );
+        check_dns_label(
+            &format!("{field}TokenVolumeName"),
+            &aws.container_credentials_token_volume_name,
+            errors,
+        );
+        check_file_path(
+            &format!("{field}TokenPath"),
+            &aws.container_credentials_token_path,
+            errors,
+        );
+        let own = crate::names::AWS_POD_IDENTITY;
+        if let Some(builtin) = OWNED_VOLUMES
+            .iter()
+            .map(|l| l.volume_name)
+            .filter(|v| *v != own.volume_name)
+            .find(|v| aws.container_credentials_token_volume_name.starts_with(v))
+        {
+            errors.push(format!(
+                "{field}TokenVolumeName: {:?} clashes with the built-in volume {builtin:?}",
+                aws.container_credentials_token_volume_name
+            ));
+        }
+        let path = aws
+            .container_credentials_token_mount_path
+            .trim_end_matches('/');
+        let others = std::iter::once(self.aws.token_mount_path.trim_end_matches('/')).chain(
+            OWNED_VOLUMES
+                .iter()
+                .map(|l| l.mount_path)
+                .filter(|p| *p != own.mount_path),
+        );
+        if let Some(builtin) = others.into_iter().find(|b| paths_overlap(b, path)) {
+            errors.push(format!(
+                "{field}TokenMountPath: {:?} clashes with the built-in mount path {builtin:?}",
+                aws.container_credentials_token_mount_path
+            ));
+        }
+    }
+
     fn validate_azure(&self, errors: &mut Vec<String>) {
         let azure = &self.azure;
         check_non_empty("azure.audience", &azure.audience, errors);
+        check_file_mode("azure.tokenDefaultMode", azure.token_default_mode, errors);
         if !(azure.authority_host.starts_with("https://") && azure.authority_host.len() > 8) {
             errors.push(format!(
                 "azure.authorityHost: {:?} is not an https:// URL",
@@ -93,6 +161,7 @@ impl Settings {
     fn validate_gcp(&self, errors: &mut Vec<String>) {
         let gcp = &self.gcp;
         check_prefix("gcp.annotationPrefix", &gcp.annotation_prefix, errors);
+        check_file_mode("gcp.tokenDefaultMode", gcp.token_default_mode, errors);
         check_non_empty("gcp.audience", &gcp.audience, errors);
         if !(GCP_MIN_TOKEN_EXPIRATION_SECONDS..=MAX_TOKEN_EXPIRATION_SECONDS)
             .contains(&gcp.token_expiration_seconds)
@@ -164,9 +233,11 @@ impl Settings {
             );
             check_mount_path(&format!("{field}.mountPath"), &p.mount_path, errors);
             check_dns_label(&format!("{field}.volumeName"), &p.volume_name, errors);
+            let pod_identity = self.aws.container_credentials_token_volume_name.as_str();
             if let Some(builtin) = OWNED_VOLUMES
                 .iter()
                 .map(|l| l.volume_name)
+                .chain([pod_identity])
                 .find(|v| p.volume_name.starts_with(v))
             {
                 errors.push(format!(
@@ -197,16 +268,12 @@ impl Settings {
                 ));
             }
             paths.push(path);
-            let token_path_ok = !p.token_path.is_empty()
-                && !p.token_path.starts_with('/')
-                && !p.token_path.ends_with('/')
-                && !p.token_path.split('/').any(|s| s.is_empty() || s == "..");
-            if !token_path_ok {
-                errors.push(format!(
-                    "{field}.tokenPath: {:?} is not a relative file path without \"..\"",
-                    p.token_path
-                ));
-            }
+            check_file_path(&format!("{field}.tokenPath"), &p.token_path, errors);
+            check_file_mode(
+                &format!("{field}.tokenDefaultMode"),
+                p.token_default_mode,
+                errors,
+            );
             let mut env_names = Vec::new();
             for (j, env) in p.env.iter().enumerate() {
                 let env_field = format!("{field}.env[{j}]");
@@ -342,7 +409,12 @@ impl Settings {
 
     /// Mount paths the built-in providers use with these settings.
     pub fn builtin_mount_paths(&self) -> Vec<&str> {
-        let mut paths = vec![self.aws.token_mount_path.trim_end_matches('/')];
+        let mut paths = vec![
+            self.aws.token_mount_path.trim_end_matches('/'),
+            self.aws
+                .container_credentials_token_mount_path
+                .trim_end_matches('/'),
+        ];
         paths.extend(OWNED_VOLUMES.iter().map(|l| l.mount_path));
         paths
     }
@@ -583,6 +655,70 @@ fn check_prefix(field: &str, value: &str, errors: &mut Vec<String>) {
     }
 }
 
+/// A file inside a volume: relative, without empty or `..` parts.
+fn check_file_path(field: &str, value: &str, errors: &mut Vec<String>) {
+    let valid = !value.is_empty()
+        && !value.starts_with('/')
+        && !value.ends_with('/')
+        && !value.split('/').any(|s| s.is_empty() || s == "..");
+    if !valid {
+        errors.push(format!(
+            "{field}: {value:?} is not a relative file path without \"..\""
+        ));
+    }
+}
+
+/// A volume's `defaultMode`: the API server accepts 0 to 0o777 (511).
+fn check_file_mode(field: &str, value: Option<i64>, errors: &mut Vec<String>) {
+    if let Some(mode) = value {
+        if !(0..=0o777).contains(&mode) {
+            errors.push(format!(
+                "{field}: {mode} is not a file mode, expected 0..=511 (0o777; YAML 0440 is 288)"
+            ));
+        }
+    }
+}
+
+/// `http://` or `https://`, a host (a name, an IPv4 address or a bracketed IPv6 address, with an
+/// optional port), then an optional path; no spaces or control characters.
+fn is_http_url(value: &str) -> bool {
+    let Some(rest) = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    if value.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return false;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, port)) if !v6.is_empty() && v6.contains(':') => {
+                return v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                    && (port.is_empty() || port.strip_prefix(':').is_some_and(is_port));
+            }
+            _ => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) if is_port(port) => host,
+            Some(_) => return false,
+            None => authority,
+        },
+    };
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// A port number, 1 to 65535, in digits.
+fn is_port(digits: &str) -> bool {
+    digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
 fn check_mount_path(field: &str, value: &str, errors: &mut Vec<String>) {
     let valid = value.starts_with('/')
         && value.len() > 1
@@ -763,5 +899,104 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("aws.tokenExpirationSeconds"), "{err}");
         assert!(err.contains("stackit.tokenExpirationSeconds"), "{err}");
+    }
+
+    #[test]
+    fn lookups_use_the_cache_unless_told_otherwise() {
+        assert!(Settings::from_json(b"{}").unwrap().lookup_cache);
+        assert!(
+            !Settings::from_json(br#"{"lookupCache":false}"#)
+                .unwrap()
+                .lookup_cache
+        );
+    }
+
+    #[rstest]
+    #[case::aws(r#"{"aws":{"tokenDefaultMode":MODE}}"#, "aws")]
+    #[case::stackit(r#"{"stackit":{"tokenDefaultMode":MODE}}"#, "stackit")]
+    #[case::azure(r#"{"azure":{"tokenDefaultMode":MODE}}"#, "azure")]
+    #[case::gcp(r#"{"gcp":{"tokenDefaultMode":MODE}}"#, "gcp")]
+    fn token_default_modes_are_file_modes(#[case] template: &str, #[case] field: &str) {
+        for mode in ["0", "288", "511", "null"] {
+            let text = template.replace("MODE", mode);
+            assert!(Settings::from_json(text.as_bytes()).is_ok(), "{text}");
+        }
+        for mode in ["512", "-1", "4095"] {
+            let text = template.replace("MODE", mode);
+            let err = Settings::from_json(text.as_bytes()).unwrap_err();
+            assert_eq!(
+                err,
+                format!("{field}.tokenDefaultMode: {mode} is not a file mode, expected 0..=511 (0o777; YAML 0440 is 288)")
+            );
+        }
+        let custom_mode = custom(r#","tokenDefaultMode":512"#);
+        assert!(Settings::from_json(custom_mode.as_bytes())
+            .unwrap_err()
+            .starts_with("customProviders[0].tokenDefaultMode: 512 is not a file mode"));
+    }
+
+    #[test]
+    fn gcp_keeps_its_anchors_mode_unless_set() {
+        let mode = |text: &str| {
+            Settings::from_json(text.as_bytes())
+                .unwrap()
+                .gcp
+                .token_default_mode
+        };
+        assert_eq!(mode("{}"), Some(0o440));
+        assert_eq!(mode(r#"{"gcp":{"tokenDefaultMode":null}}"#), None);
+        assert_eq!(mode(r#"{"gcp":{"tokenDefaultMode":256}}"#), Some(256));
+        assert_eq!(Settings::default().aws.token_default_mode, None);
+    }
+
+    #[rstest]
+    #[case::default("http://169.254.170.23/v1/credentials", true)]
+    #[case::ipv6("http://[fd00:ec2::23]/v1/credentials", true)]
+    #[case::ipv6_port("http://[fd00:ec2::23]:80/v1/credentials", true)]
+    #[case::https_name("https://agent.example.internal:8443/creds", true)]
+    #[case::no_path("http://localhost", true)]
+    #[case::no_scheme("169.254.170.23/v1/credentials", false)]
+    #[case::other_scheme("ftp://169.254.170.23/", false)]
+    #[case::empty_host("http:///v1/credentials", false)]
+    #[case::space("http://169.254.170.23/v1/cred entials", false)]
+    #[case::bad_port("http://169.254.170.23:0/v1", false)]
+    #[case::port_not_digits("http://169.254.170.23:+80/v1", false)]
+    #[case::unbracketed_ipv6("http://fd00:ec2::23/v1/credentials", false)]
+    #[case::v6_port_without_colon("http://[fd00:ec2::23]80/v1", false)]
+    #[case::empty_brackets("http://[]/v1", false)]
+    fn container_credentials_uri(#[case] uri: &str, #[case] valid: bool) {
+        assert_eq!(is_http_url(uri), valid, "{uri}");
+        let text = format!(r#"{{"aws":{{"containerCredentialsFullUri":{uri:?}}}}}"#);
+        assert_eq!(
+            Settings::from_json(text.as_bytes()).is_ok(),
+            valid,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn container_credentials_must_not_clash() {
+        let refused =
+            |aws: &str| Settings::from_json(format!(r#"{{"aws":{aws}}}"#).as_bytes()).unwrap_err();
+        assert_eq!(
+            refused(r#"{"containerCredentialsTokenVolumeName":"stackit-workload-identity"}"#),
+            "aws.containerCredentialsTokenVolumeName: \"stackit-workload-identity\" clashes with the built-in volume \"stackit-workload-identity\""
+        );
+        assert_eq!(
+            refused(r#"{"containerCredentialsTokenMountPath":"/var/run/secrets/eks.amazonaws.com"}"#),
+            "aws.containerCredentialsTokenMountPath: \"/var/run/secrets/eks.amazonaws.com\" clashes with the built-in mount path \"/var/run/secrets/eks.amazonaws.com/serviceaccount\""
+        );
+        // A custom provider must not take Pod Identity's configured names either.
+        let moved = r#""aws":{"containerCredentialsTokenVolumeName":"pi-token","containerCredentialsTokenMountPath":"/var/run/pi"}"#;
+        let text = custom("").replacen('{', &format!("{{{moved},"), 1);
+        let text = text
+            .replace(
+                "\"volumeName\":\"vault-token\"",
+                "\"volumeName\":\"pi-token\"",
+            )
+            .replace("/var/run/secrets/vault", "/var/run/pi/vault");
+        let err = Settings::from_json(text.as_bytes()).unwrap_err();
+        assert!(err.contains("customProviders[0].volumeName: \"pi-token\" clashes with the built-in volume \"pi-token\""), "{err}");
+        assert!(err.contains("customProviders[0].mountPath: \"/var/run/pi/vault\" clashes with the built-in mount path \"/var/run/pi\""), "{err}");
     }
 }
