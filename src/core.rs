@@ -57,15 +57,15 @@ pub const AUDIT_STAMPED_KEYS: &str = "caller-identity-stamped-keys";
 
 /// Side results collected while deciding.
 #[derive(Debug, Default)]
-struct Effects {
-    warnings: Vec<String>,
+pub(crate) struct Effects {
+    pub(crate) warnings: Vec<String>,
     audit: BTreeMap<String, String>,
     /// Whether any edit changed the working copy.
     changed: bool,
 }
 
 impl Effects {
-    fn reject(self, message: String, code: u16) -> Decision {
+    pub(crate) fn reject(self, message: String, code: u16) -> Decision {
         Decision::Reject {
             message,
             code,
@@ -96,6 +96,17 @@ fn decide_on(
     mut object: Option<Value>,
     lookup: &dyn Lookup,
 ) -> Decision {
+    if input.group.is_empty()
+        && input.kind == "ServiceAccount"
+        && matches!(input.operation.as_str(), "CREATE" | "UPDATE")
+    {
+        let account = object.as_ref().unwrap_or(&input.object);
+        return crate::serviceaccount::check(settings, &input.namespace, account);
+    }
+    if settings.verify {
+        let pod = object.as_ref().unwrap_or(&input.object);
+        return crate::verify::decide(settings, input, pod, lookup);
+    }
     let mut fx = Effects::default();
     // Only Pod CREATE carries a pod to give secrets and a cloud identity to:
     // UPDATE cannot change volumes or env, and DELETE has no object.
@@ -280,6 +291,30 @@ fn cloud_identity(
     fx: &mut Effects,
 ) -> Result<(), Decision> {
     let pod = object.as_ref().unwrap_or(&input.object);
+    match plan_cloud_identity(settings, input, pod, lookup, fx)? {
+        Some(plan) => apply_injections(input, object, &plan.injections, &plan.pod_ref, fx),
+        None => Ok(()),
+    }
+}
+
+/// What a Pod CREATE's ServiceAccount grants, before anything is written.
+pub(crate) struct CloudPlan {
+    pub(crate) injections: Vec<podedit::Injection>,
+    /// `namespace/name` of the Pod, for messages.
+    pub(crate) pod_ref: String,
+    pub(crate) service_account: ServiceAccountRef,
+}
+
+/// The injections a Pod CREATE gets from its ServiceAccount (one lookup), `None` when none
+/// applies; a denial (an invalid annotation, an unreadable ServiceAccount with
+/// `lookupFailure: reject`) is the `Err`.
+pub(crate) fn plan_cloud_identity(
+    settings: &Settings,
+    input: &Input,
+    pod: &Value,
+    lookup: &dyn Lookup,
+    fx: &mut Effects,
+) -> Result<Option<CloudPlan>, Decision> {
     if !pod.is_object() {
         return Err(
             std::mem::take(fx).reject("Pod CREATE request has no pod object".to_string(), 400)
@@ -294,7 +329,7 @@ fn cloud_identity(
 
     let wanted = providers::Wanted::for_pod(settings, &pod_labels, &pod_annotations);
     if !wanted.any() {
-        return Ok(());
+        return Ok(None);
     }
 
     let sa = ServiceAccountRef::of_pod(namespace, pod);
@@ -306,7 +341,7 @@ fn cloud_identity(
                     fx.warnings.push(format!(
                         "pod {pod_ref}: ServiceAccount {sa} could not be read ({error}); admitted without workload identity (lookupFailure: admit)"
                     ));
-                    Ok(())
+                    Ok(None)
                 }
                 LookupFailure::Reject => Err(std::mem::take(fx).reject(
                     format!(
@@ -348,9 +383,13 @@ fn cloud_identity(
         );
     }
     if injections.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    apply_injections(input, object, &injections, &pod_ref, fx)
+    Ok(Some(CloudPlan {
+        injections,
+        pod_ref,
+        service_account: sa,
+    }))
 }
 
 /// The pod's namespace (the request's, else the object's, else `default`)

@@ -34,7 +34,9 @@ pub mod podedit;
 pub mod providers;
 pub mod request;
 pub mod secrets;
+pub mod serviceaccount;
 pub mod settings;
+pub mod verify;
 
 use std::collections::BTreeMap;
 

@@ -59,6 +59,10 @@ pub struct Injection {
     /// pod still gets the volumes (the AWS webhook's rule, its
     /// `rawPodHasAll` test).
     pub complete_when: &'static [&'static [&'static str]],
+    /// The env vars whose value is the identity itself (the role, the client id, the email):
+    /// a container that sets one to another value carries another identity, which the
+    /// validating instance reports ([`identity_mismatches`]).
+    pub identity_env: &'static [&'static str],
 }
 
 /// A read-only mount of one of the injection's volumes.
@@ -85,6 +89,7 @@ impl Injection {
             init_containers: Vec::new(),
             writable_mounts: Vec::new(),
             complete_when: &[],
+            identity_env: &[],
         }
     }
 }
@@ -381,6 +386,62 @@ fn for_each_container(
         }
     }
     Ok(())
+}
+
+/// Where a container the injection applies to sets one of its identity env vars
+/// ([`Injection::identity_env`]) to another value than the injection's, one message each
+/// (`container "app": AWS_ROLE_ARN is "...", not "..."`). Only reads the pod.
+pub fn identity_mismatches(pod: &Value, injection: &Injection) -> Vec<String> {
+    let wanted = |name: &str| {
+        injection
+            .env_groups
+            .iter()
+            .flatten()
+            .find(|e| name_of(e) == Some(name))
+            .and_then(|e| e.get("value"))
+            .and_then(Value::as_str)
+    };
+    let mut mismatches = Vec::new();
+    for list in ["containers", "initContainers"] {
+        let containers = pod
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for container in containers {
+            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+            let opted_in = injection
+                .only_containers
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|o| o == name));
+            if !opted_in || injection.skip_containers.iter().any(|s| s == name) {
+                continue;
+            }
+            let env = container
+                .get("env")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for identity in injection.identity_env {
+                let (Some(expected), Some(entry)) = (
+                    wanted(identity),
+                    env.iter().find(|e| name_of(e) == Some(*identity)),
+                ) else {
+                    continue;
+                };
+                match entry.get("value").and_then(Value::as_str) {
+                    Some(value) if value == expected => {}
+                    Some(value) => mismatches.push(format!(
+                        "container {name:?}: {identity} is {value:?}, not {expected:?}"
+                    )),
+                    None => mismatches.push(format!(
+                        "container {name:?}: {identity} is not {expected:?} (set from valueFrom or empty)"
+                    )),
+                }
+            }
+        }
+    }
+    mismatches
 }
 
 /// Puts back exactly what `old` (the previous version of the template) had

@@ -7,8 +7,10 @@
 //! or `{"requestRefused"}`: the engine itself refuses the request before the policy runs (kwctl and
 //! policy-run: `cannot build AdmissionRequest object from given input: ...`, exit code 1).
 //!
-//! Per case it also checks idempotency (the mutated object fed back yields no patch) and runs the
-//! policy core natively (differential: same ValidationResponse, same lookups as the wasm).
+//! Per case it also checks idempotency (the mutated object fed back yields no patch), that the
+//! verify configuration (the same settings with `verify: true`) accepts every Pod the case
+//! admitted, as admitted, and runs the policy core natively (differential: same
+//! ValidationResponse, same lookups as the wasm).
 //! `BLESS=1` rewrites `expected.json` from the wasm's results instead of comparing; `FIXTURES=dir`
 //! runs the cases of another folder.
 
@@ -197,6 +199,26 @@ fn evaluate(
                 problems.push(format!(
                     "idempotency: the mutated object fed back gave {}",
                     serde_json::to_string(&second.validation)?
+                ));
+            }
+        }
+        // The validating instance (the same settings with `verify: true`) runs after the mutating
+        // one: it must accept every Pod the mutating one admitted, as it admitted it.
+        let pod_create = request.pointer("/kind/kind") == Some(&json!("Pod"))
+            && request.get("operation") == Some(&json!("CREATE"));
+        if let (true, true, Some(settings)) =
+            (pod_create, response.allowed, case.settings.as_object())
+        {
+            let mut verify = settings.clone();
+            verify.insert("verify".into(), json!(true));
+            let verify = Value::Object(verify);
+            let mut admitted = request.clone();
+            admitted["object"] = mutated.clone().unwrap_or_else(|| object.clone());
+            let checked = policy.validate(&admitted, &verify, &capabilities)?;
+            if !checked.response.allowed || checked.response.patch.is_some() {
+                problems.push(format!(
+                    "verify: the Pod the mutating configuration admitted gave {}",
+                    serde_json::to_string(&checked.validation)?
                 ));
             }
         }

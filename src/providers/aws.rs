@@ -165,6 +165,7 @@ pub fn resolve(settings: &AwsSettings, ctx: &Context, findings: &mut Findings) -
         env_groups,
         skip_containers,
         complete_when: IRSA_COMPLETE,
+        identity_env: &["AWS_ROLE_ARN"],
         ..Injection::new("AWS IRSA")
     })
 }
@@ -297,6 +298,38 @@ pub fn is_role_arn(value: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-/.@+=,".contains(&b))
+}
+
+/// The ServiceAccount annotations IRSA reads, for the ServiceAccount checks.
+pub fn service_account_rules(settings: &AwsSettings) -> Vec<super::AnnotationRule> {
+    use super::{is_go_bool, is_non_empty, is_token_lifetime, AnnotationRule as Rule};
+    const P: &str = "AWS IRSA";
+    vec![
+        Rule::new(
+            P,
+            key(settings, keys::ROLE_ARN),
+            is_role_arn,
+            "an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
+        ),
+        Rule::new(
+            P,
+            key(settings, keys::AUDIENCE),
+            is_non_empty,
+            "a token audience",
+        ),
+        Rule::new(
+            P,
+            key(settings, keys::STS_REGIONAL_ENDPOINTS),
+            is_go_bool,
+            "a boolean, true or false",
+        ),
+        Rule::new(
+            P,
+            key(settings, keys::TOKEN_EXPIRATION),
+            is_token_lifetime,
+            "a number of seconds from 600 to 4294967296",
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -136,6 +136,7 @@ pub fn resolve(settings: &AzureSettings, ctx: &Context, findings: &mut Findings)
             .map(|(name, value)| vec![env_value(name, value)])
             .collect(),
         skip_containers,
+        identity_env: &["AZURE_CLIENT_ID", "AZURE_TENANT_ID"],
         ..Injection::new(PROVIDER)
     })
 }
@@ -196,6 +197,27 @@ pub fn v1_6_volume_name(pod_identity: &str) -> String {
         .take(V1_6_HASH_LEN)
         .collect();
     format!("{}{hex}", LAYOUT_V1_6.volume_name)
+}
+
+/// The ServiceAccount annotations Azure Workload Identity reads, for the ServiceAccount checks.
+pub fn service_account_rules() -> Vec<super::AnnotationRule> {
+    use super::{is_guid, AnnotationRule as Rule};
+    const P: &str = "Azure Workload Identity";
+    const GUID: &str = "a GUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    vec![
+        Rule::new(P, keys::CLIENT_ID, is_guid, GUID),
+        Rule::new(P, keys::TENANT_ID, is_guid, GUID),
+        Rule::new(
+            P,
+            keys::TOKEN_EXPIRATION,
+            |v| {
+                v.parse::<i64>().is_ok_and(|s| {
+                    (MIN_TOKEN_EXPIRATION_SECONDS..=MAX_TOKEN_EXPIRATION_SECONDS).contains(&s)
+                })
+            },
+            "a number of seconds from 3600 to 86400",
+        ),
+    ]
 }
 
 #[cfg(test)]

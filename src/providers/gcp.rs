@@ -332,6 +332,43 @@ fn credential_volume(annotation_key: &str, default_mode: Option<i64>) -> Value {
     volume
 }
 
+/// The ServiceAccount annotations GCP reads, for the ServiceAccount checks.
+pub fn service_account_rules(settings: &GcpSettings) -> Vec<super::AnnotationRule> {
+    use super::{is_non_empty, AnnotationRule as Rule};
+    const P: &str = "GCP workload identity federation";
+    vec![
+        Rule::new(
+            P,
+            key(settings, keys::WORKLOAD_IDENTITY_PROVIDER),
+            is_workload_identity_provider,
+            "a provider resource name, projects/<number>/locations/<location>/workloadIdentityPools/<pool>/providers/<provider>",
+        ),
+        Rule::new(
+            P,
+            key(settings, keys::SERVICE_ACCOUNT_EMAIL),
+            |v| crate::providers::stackit::is_email(v) && v.ends_with(".gserviceaccount.com"),
+            "a Google service account email, <name>@<project>.iam.gserviceaccount.com",
+        ),
+        Rule::new(P, key(settings, keys::AUDIENCE), is_non_empty, "a token audience"),
+        Rule::new(
+            P,
+            key(settings, keys::TOKEN_EXPIRATION),
+            |v| {
+                v.parse::<i64>().is_ok_and(|s| {
+                    (GCP_MIN_TOKEN_EXPIRATION_SECONDS..=MAX_TOKEN_EXPIRATION_SECONDS).contains(&s)
+                })
+            },
+            "a number of seconds from 3600 to 4294967296",
+        ),
+        Rule::new(
+            P,
+            key(settings, keys::INJECTION_MODE),
+            |v| v.eq_ignore_ascii_case("direct"),
+            "direct (gcloud mode is not supported)",
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

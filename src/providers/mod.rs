@@ -181,6 +181,63 @@ pub fn opted_in_containers(
     Some(names)
 }
 
+/// A ServiceAccount annotation a provider reads and what a valid value is: the table the
+/// ServiceAccount checks ([`crate::serviceaccount`]) read, one per provider.
+#[derive(Debug, Clone)]
+pub struct AnnotationRule {
+    /// The provider, for messages ("AWS IRSA").
+    pub provider: &'static str,
+    pub key: String,
+    pub valid: fn(&str) -> bool,
+    /// What a valid value is, for messages.
+    pub expected: &'static str,
+}
+
+impl AnnotationRule {
+    pub fn new(
+        provider: &'static str,
+        key: impl Into<String>,
+        valid: fn(&str) -> bool,
+        expected: &'static str,
+    ) -> AnnotationRule {
+        AnnotationRule {
+            provider,
+            key: key.into(),
+            valid,
+            expected,
+        }
+    }
+}
+
+/// Not empty or blank.
+pub fn is_non_empty(value: &str) -> bool {
+    !value.trim().is_empty()
+}
+
+/// Go's `strconv.ParseBool` accepts it.
+pub fn is_go_bool(value: &str) -> bool {
+    parse_go_bool(value).is_some()
+}
+
+/// An Azure client or tenant id: a GUID, `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits.
+pub fn is_guid(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(part, len)| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Seconds within the bounds the API server accepts for a projected token.
+pub fn is_token_lifetime(value: &str) -> bool {
+    value.parse::<i64>().is_ok_and(|s| {
+        (crate::settings::MIN_TOKEN_EXPIRATION_SECONDS
+            ..=crate::settings::MAX_TOKEN_EXPIRATION_SECONDS)
+            .contains(&s)
+    })
+}
+
 /// Go's `strconv.ParseBool`, which the anchors use for boolean annotations.
 pub fn parse_go_bool(value: &str) -> Option<bool> {
     match value {

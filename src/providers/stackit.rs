@@ -157,6 +157,7 @@ pub fn resolve(settings: &StackitSettings, ctx: &Context, findings: &mut Finding
             .into_iter()
             .map(|(n, v)| vec![env_value(n, v)])
             .collect(),
+        identity_env: &["STACKIT_SERVICE_ACCOUNT_EMAIL"],
         ..Injection::new("STACKIT")
     })
 }
@@ -220,6 +221,51 @@ fn split_token_file(path: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((dir, base))
+}
+
+/// The ServiceAccount annotations STACKIT reads, for the ServiceAccount checks.
+pub fn service_account_rules() -> Vec<super::AnnotationRule> {
+    use super::{is_non_empty, is_token_lifetime, AnnotationRule as Rule};
+    const P: &str = "STACKIT";
+    vec![
+        Rule::new(
+            P,
+            keys::EMAIL,
+            is_email,
+            "a STACKIT service account email, <name>@sa.stackit.cloud",
+        ),
+        Rule::new(P, keys::AUDIENCE, is_non_empty, "a token audience"),
+        Rule::new(
+            P,
+            keys::TOKEN_EXPIRATION,
+            is_token_lifetime,
+            "a number of seconds from 600 to 4294967296",
+        ),
+        Rule::new(
+            P,
+            keys::IDP_TOKEN_EXPIRATION,
+            |v| v.parse::<i64>().is_ok_and(|s| s > 0),
+            "a positive number of seconds",
+        ),
+        Rule::new(
+            P,
+            keys::IDP_TOKEN_ENDPOINT,
+            is_request_uri,
+            "an absolute URL or an absolute path",
+        ),
+        Rule::new(
+            P,
+            keys::FEDERATED_TOKEN_FILE,
+            |v| split_token_file(v).is_some(),
+            "an absolute file path in a directory other than /, without ..",
+        ),
+        Rule::new(
+            P,
+            keys::SKIP,
+            |v| v == "true" || v == "false",
+            "true or false",
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -26,6 +26,15 @@ pub struct Settings {
     /// Whether the ServiceAccount may come from policy-server's lookup cache (up to 5 s old);
     /// `false` asks the API server for every admitted Pod (`disable_cache: true`).
     pub lookup_cache: bool,
+    /// What a malformed or misspelt identity annotation on a ServiceAccount CREATE or UPDATE gets.
+    pub service_account_checks: ServiceAccountChecks,
+    /// The validating instance: Pods are checked against the identity their ServiceAccount
+    /// grants instead of being given it (nothing is mutated).
+    pub verify: bool,
+    /// With `verify`: what a container whose identity env var differs from the ServiceAccount's
+    /// gets. The mutating instance keeps a value the Pod's spec sets (as the webhooks do), so
+    /// `reject` also refuses those deliberate overrides; `warn` only says so.
+    pub verify_different_identity: VerifyDifferentIdentity,
     /// Stamps the requester's identity on pods and pod templates.
     pub identity_injection: IdentityInjection,
     /// ServiceAccount-like annotations granted by the requester's identity.
@@ -45,6 +54,9 @@ impl Default for Settings {
             custom_providers: Vec::new(),
             lookup_failure: LookupFailure::default(),
             lookup_cache: true,
+            service_account_checks: ServiceAccountChecks::default(),
+            verify: false,
+            verify_different_identity: VerifyDifferentIdentity::default(),
             identity_injection: IdentityInjection::default(),
             identity_bindings: Vec::new(),
             secrets: SecretsSettings::default(),
@@ -341,6 +353,30 @@ fn default_custom_expiration() -> i64 {
 
 fn default_token_path() -> String {
     "token".to_string()
+}
+
+/// With `verify`: a Pod whose identity env var has another value than its ServiceAccount grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VerifyDifferentIdentity {
+    /// Admitted, with a warning naming the container, the variable and both values.
+    #[default]
+    Warn,
+    /// Denied (and reported by the audit scanner).
+    Reject,
+}
+
+/// What the ServiceAccount checks do with a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ServiceAccountChecks {
+    /// Admit the ServiceAccount with a warning per problem.
+    #[default]
+    Warn,
+    /// Deny it, naming every problem.
+    Reject,
+    /// No checks.
+    Off,
 }
 
 /// What to do when the pod's ServiceAccount cannot be read.
