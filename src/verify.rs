@@ -5,7 +5,9 @@
 //! (`backgroundAudit: true`) while it runs.
 //!
 //! The rule is the mutating instance's own: what [`crate::core`] would add to the Pod (env,
-//! mounts, volumes, annotations, labels) is missing. An identity env var set to another value
+//! mounts, volumes, annotations, labels) is missing. When the Pod has the volumes (the mutating
+//! instance saw it) a container without the identity was added by a later webhook, a service
+//! mesh's proxy: a warning, not a denial. An identity env var set to another value
 //! (another role, client or email) is a warning, or a denial with
 //! `verifyDifferentIdentity: reject`: the mutating instance keeps such a value when the Pod's spec
 //! sets it, as the webhooks do, so only the operator can say whether it is an override or a Pod
@@ -39,7 +41,23 @@ pub fn decide(settings: &Settings, input: &Input, pod: &Value, lookup: &dyn Look
     {
         return fx.reject(format!("pod {}: {malformed}", plan.pod_ref), 400);
     }
-    let mut problems = missing(pod, &injected);
+    let Missing {
+        pod: mut problems,
+        containers,
+    } = missing(pod, &injected);
+    if problems.is_empty() {
+        // The Pod has what the mutating policy gives the Pod itself (the volumes), so it saw this
+        // Pod: a container without the identity was added after it, by a webhook that runs later
+        // (a service mesh's proxy). Said, not refused.
+        fx.warnings.extend(containers.into_iter().map(|c| {
+            format!(
+                "pod {}: {c}, which ServiceAccount {} grants: added after the mutating policy ran (by a later webhook?), it runs without workload identity",
+                plan.pod_ref, plan.service_account
+            )
+        }));
+    } else {
+        problems.splice(0..0, containers);
+    }
     let different: Vec<String> = plan
         .injections
         .iter()
@@ -73,10 +91,16 @@ fn accept(fx: Effects) -> Decision {
     }
 }
 
-/// What `after` (the Pod as the mutating instance would make it) has that `before` lacks, one
-/// entry per container (`container "app": env AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE; mount of
-/// volume "aws-iam-token"`), then the Pod's volumes, annotations and labels.
-fn missing(before: &Value, after: &Value) -> Vec<String> {
+/// What `after` (the Pod as the mutating instance would make it) has that `before` lacks.
+struct Missing {
+    /// Per container: `container "app" lacks env AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and
+    /// mount of volume "aws-iam-token"`.
+    containers: Vec<String>,
+    /// The Pod's own volumes, annotations and labels.
+    pod: Vec<String>,
+}
+
+fn missing(before: &Value, after: &Value) -> Missing {
     let names = |list: Option<&Value>, field: &str| -> Vec<String> {
         list.and_then(Value::as_array)
             .map(|items| {
@@ -91,6 +115,7 @@ fn missing(before: &Value, after: &Value) -> Vec<String> {
     let added = |b: Vec<String>, a: Vec<String>| -> Vec<String> {
         a.into_iter().filter(|n| !b.contains(n)).collect()
     };
+    let mut containers = Vec::new();
     let mut problems = Vec::new();
     for list in ["containers", "initContainers"] {
         let pointer = format!("/spec/{list}");
@@ -121,7 +146,7 @@ fn missing(before: &Value, after: &Value) -> Vec<String> {
                 let quoted: Vec<String> = mounts.iter().map(|m| format!("{m:?}")).collect();
                 parts.push(format!("mount of volume {}", quoted.join(", ")));
             }
-            problems.push(format!("container {name:?} lacks {}", parts.join(" and ")));
+            containers.push(format!("container {name:?} lacks {}", parts.join(" and ")));
         }
     }
     let volumes = added(
@@ -147,5 +172,8 @@ fn missing(before: &Value, after: &Value) -> Vec<String> {
             }
         }
     }
-    problems
+    Missing {
+        containers,
+        pod: problems,
+    }
 }

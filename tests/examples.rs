@@ -325,6 +325,29 @@ fn pod_create() -> BTreeSet<[String; 4]> {
     BTreeSet::from([[String::new(), "v1".into(), "pods".into(), "CREATE".into()]])
 }
 
+fn service_account_writes() -> BTreeSet<[String; 4]> {
+    ["CREATE", "UPDATE"]
+        .into_iter()
+        .map(|op| {
+            [
+                String::new(),
+                "v1".into(),
+                "serviceaccounts".into(),
+                op.into(),
+            ]
+        })
+        .collect()
+}
+
+/// The validating examples: the verify instance (`settings.verify`) and the ServiceAccount checks
+/// (rules on ServiceAccounts only). Every other example is the mutating policy.
+fn is_validating(file: &str, manifest: &Value) -> bool {
+    let spec = &manifest["spec"];
+    let verify = spec["settings"]["verify"] == true;
+    let checks = rule_tuples(&spec["rules"], file) == service_account_writes();
+    verify || checks
+}
+
 #[test]
 fn examples_agree_with_the_metadata() {
     let m = metadata();
@@ -347,16 +370,26 @@ fn examples_agree_with_the_metadata() {
             "{file}: spec.rules cover {extra:?}, which policy-metadata.yml does not allow"
         );
         assert_eq!(spec["module"], json!(image), "{file}: spec.module");
-        assert_eq!(spec["mutating"], m["mutating"], "{file}: spec.mutating");
         assert_eq!(
             spec["contextAwareResources"], m["contextAwareResources"],
             "{file}: spec.contextAwareResources"
         );
-        assert_eq!(
-            spec["backgroundAudit"], false,
-            "{file}: spec.backgroundAudit must be false (the CRD default is true, which would \
-             run this mutating policy over existing workloads)"
-        );
+        if is_validating(&file, &manifest) {
+            // Validating webhooks run after every mutating one, and the audit scanner reads
+            // spec.backgroundAudit (the metadata's describes the mutating policy).
+            assert_eq!(spec["mutating"], false, "{file}: a validating example");
+            assert_eq!(
+                spec["backgroundAudit"], true,
+                "{file}: reports running resources"
+            );
+        } else {
+            assert_eq!(spec["mutating"], m["mutating"], "{file}: spec.mutating");
+            assert_eq!(
+                spec["backgroundAudit"], false,
+                "{file}: spec.backgroundAudit must be false (the CRD default is true, which would \
+                 run this mutating policy over existing workloads)"
+            );
+        }
         assert!(
             matches!(spec["mode"].as_str(), Some("protect" | "monitor")),
             "{file}: spec.mode must be stated (protect or monitor)"
@@ -372,9 +405,16 @@ fn examples_agree_with_the_metadata() {
 /// templates of every workload kind, and then it needs all of them.
 #[test]
 fn examples_subscribe_only_to_what_they_use() {
-    let all = rule_tuples(&metadata()["rules"], "policy-metadata.yml");
+    let all: BTreeSet<_> = rule_tuples(&metadata()["rules"], "policy-metadata.yml")
+        .difference(&service_account_writes())
+        .cloned()
+        .collect();
     for (file, manifest) in policies() {
         let rules = rule_tuples(&manifest["spec"]["rules"], &file);
+        if rules == service_account_writes() {
+            // The ServiceAccount checks: nothing else.
+            continue;
+        }
         if manifest["spec"]["settings"]["identityInjection"]["enabled"] == true {
             assert_eq!(
                 rules, all,
@@ -414,6 +454,10 @@ fn every_example_states_what_is_on() {
             .as_array()
             .is_some_and(|p| !p.is_empty());
         let caller = settings["identityInjection"]["enabled"] == true;
+        if rule_tuples(&manifest["spec"]["rules"], &file) == service_account_writes() {
+            // The ServiceAccount checks cover the providers of a cluster, all at once.
+            continue;
+        }
         assert!(
             on.len() + usize::from(custom) + usize::from(caller) == 1 || (caller && on == ["aws"]),
             "{file}: turns on {on:?} (custom providers: {custom}, caller identity: {caller}); \
@@ -650,4 +694,28 @@ fn readme_shows_what_the_aws_test_pod_gets() {
         read("README.md").contains(&format!("\n   {env}\n")),
         "README.md must show the AWS test Pod's env as kubectl prints it:\n{env}"
     );
+}
+
+/// The verify instance runs with the settings of the mutating policy it checks, plus `verify`.
+#[test]
+fn the_verify_example_has_the_mutating_examples_settings() {
+    let mut verify = policy("examples/verify-pods.yaml")["spec"]["settings"].clone();
+    let mutating = policy("examples/aws.yaml")["spec"]["settings"].clone();
+    let extra = verify.as_object_mut().expect("settings");
+    assert_eq!(extra.remove("verify"), Some(json!(true)));
+    extra.remove("verifyDifferentIdentity");
+    assert_eq!(
+        verify, mutating,
+        "examples/verify-pods.yaml: settings of examples/aws.yaml"
+    );
+    let (v, m) = (
+        policy("examples/verify-pods.yaml")["spec"].clone(),
+        policy("examples/aws.yaml")["spec"].clone(),
+    );
+    for field in ["rules", "namespaceSelector", "objectSelector"] {
+        assert_eq!(
+            v[field], m[field],
+            "examples/verify-pods.yaml: spec.{field} of examples/aws.yaml"
+        );
+    }
 }

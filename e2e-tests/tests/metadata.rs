@@ -133,6 +133,7 @@ fn expected_rules() -> Json {
         {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods", "replicationcontrollers"], "operations": ops},
         {"apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "operations": ops},
         {"apiGroups": ["batch"], "apiVersions": ["v1"], "resources": ["jobs", "cronjobs"], "operations": ops},
+        {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["serviceaccounts"], "operations": ops},
     ])
 }
 
@@ -149,6 +150,7 @@ fn rules_cover_exactly_the_kinds_the_policy_handles() {
         ("batch", "Job"),
         ("batch", "CronJob"),
     ];
+    // ServiceAccounts have no pod template: they get the ServiceAccount checks.
     for (group, kind) in kinds {
         assert!(
             workload_identity_policy::caller::template_pointer(group, kind).is_some(),
@@ -164,7 +166,11 @@ fn rules_cover_exactly_the_kinds_the_policy_handles() {
                 .sum()
         })
         .unwrap_or(0);
-    assert_eq!(resources, kinds.len(), "one resource per handled kind");
+    assert_eq!(
+        resources,
+        kinds.len() + 1,
+        "one resource per handled kind, and serviceaccounts"
+    );
 }
 
 fn service_account_resource() -> Json {
@@ -178,7 +184,7 @@ fn metadata_declares_what_the_policy_needs() {
     assert_eq!(
         to_json(&m["rules"], "rules"),
         expected_rules(),
-        "{METADATA} rules: must be exactly the pod and workload kinds, CREATE and UPDATE"
+        "{METADATA} rules: must be exactly the pod and workload kinds and ServiceAccounts, CREATE and UPDATE"
     );
     assert_eq!(
         m["mutating"].as_bool(),
@@ -235,7 +241,7 @@ fn metadata_declares_what_the_policy_needs() {
     }
     assert_eq!(
         annotation(&m, "io.artifacthub.resources"),
-        "Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController",
+        "Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController, ServiceAccount",
         "{METADATA} annotations.\"io.artifacthub.resources\": must list the handled kinds"
     );
 }
@@ -475,10 +481,16 @@ fn example_cluster_admission_policy_matches_metadata() {
         m["mutating"].as_bool(),
         "{EXAMPLE_POLICY} spec.mutating must equal {METADATA} mutating"
     );
+    // Caller identity needs every workload kind; the ServiceAccount rule is for
+    // examples/check-serviceaccounts.yaml.
+    let mut workload_rules = to_json(&m["rules"], "rules");
+    if let Some(rules) = workload_rules.as_array_mut() {
+        rules.retain(|r| r["resources"] != json!(["serviceaccounts"]));
+    }
     assert_eq!(
         to_json(&spec["rules"], "spec.rules"),
-        to_json(&m["rules"], "rules"),
-        "{EXAMPLE_POLICY} spec.rules must equal {METADATA} rules"
+        workload_rules,
+        "{EXAMPLE_POLICY} spec.rules must equal {METADATA} rules but the ServiceAccount one"
     );
     assert_eq!(
         to_json(&spec["contextAwareResources"], "spec.contextAwareResources"),
