@@ -336,6 +336,7 @@ pub(crate) fn plan_cloud_identity(
     let account = match lookup.service_account(&sa, settings.lookup_cache) {
         Ok(account) => account,
         Err(error) => {
+            let error = crate::host::readable(&error);
             return match settings.lookup_failure {
                 LookupFailure::Admit => {
                     fx.warnings.push(format!(

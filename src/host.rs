@@ -75,35 +75,115 @@ pub fn service_account_request(
     }
 }
 
-/// The host's own words (`serviceaccounts "app" not found`), without the wrappers the SDK, waPC
-/// and policy-evaluator put around them (`Host error: Callback evaluation failure: ...`), which
-/// say nothing to the pod's author, and without the backtrace policy-evaluator appends when the
-/// PolicyServer runs with `RUST_BACKTRACE=1`.
+/// The host-call error as the SDK reports it; [`readable`] makes a line of it.
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 fn host_message(error: kubewarden_policy_sdk::error::Error) -> String {
     match error {
-        kubewarden_policy_sdk::error::Error::HostCall { source, .. } => {
-            underlying(&source.to_string()).to_string()
-        }
+        kubewarden_policy_sdk::error::Error::HostCall { source, .. } => source.to_string(),
         other => other.to_string(),
     }
 }
 
-/// [`host_message`] on the text of a host-call error.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-fn underlying(text: &str) -> &str {
+/// A failed lookup as one line for the Pod's author: the API server's own message, reason and
+/// code once (`etcdserver: request timed out (InternalError, 500)`), without the wrappers the
+/// SDK, waPC and policy-evaluator put around it (`Host error: Callback evaluation failure: ...`),
+/// the Debug form of kube-rs' `ErrorResponse` that repeats it, anyhow's `Caused by:` list and the
+/// backtrace policy-evaluator appends with `RUST_BACKTRACE=1`. Text of another shape is kept, on
+/// one line.
+///
+/// The shapes are policy-evaluator v0.30.4's (`src/runtimes/callback.rs` wraps the handler's
+/// anyhow error as `Callback evaluation failure: {e:?}`; `src/callback_handler/kubernetes/
+/// client.rs` returns kube-rs 2's `Error` or `Cannot find <apiVersion>/<kind> named '<name>'
+/// inside of namespace '<Some("ns")>'`).
+pub fn readable(text: &str) -> String {
     let text = text.strip_prefix("Host error: ").unwrap_or(text);
     let text = text
         .strip_prefix("Callback evaluation failure: ")
         .unwrap_or(text);
-    text.split_once("\n\nStack backtrace:")
+    let text = text
+        .split_once("\n\nStack backtrace:")
         .map_or(text, |(message, _)| message)
-        .trim_end()
+        .trim();
+    let (head, causes) = match text.split_once("\n\nCaused by:") {
+        Some((head, causes)) => (head.trim(), Some(causes)),
+        None => (text, None),
+    };
+    if let Some(response) = error_response(head) {
+        return response;
+    }
+    if head.starts_with("Cannot find ") && head.contains(" named '") {
+        return "not found".to_string();
+    }
+    let mut line = one_line(head);
+    // The innermost cause says what failed (`Connection refused (os error 111)`).
+    let innermost = causes
+        .and_then(|c| c.lines().map(str::trim).rfind(|l| !l.is_empty()))
+        .map(|l| {
+            l.split_once(": ")
+                .filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(l, |(_, rest)| rest)
+        });
+    if let Some(cause) = innermost.filter(|c| !line.contains(c)) {
+        line = format!("{line}: {cause}");
+    }
+    line
+}
+
+/// `message (reason, code)` from the Debug form of kube-rs' `ErrorResponse { status, message,
+/// reason, code }`.
+fn error_response(text: &str) -> Option<String> {
+    let fields = text.split_once("ErrorResponse { ")?.1;
+    let quoted = |name: &str| -> Option<String> {
+        let start = fields.find(&format!("{name}: \""))? + name.len() + 3;
+        let mut out = String::new();
+        let mut chars = fields.get(start..)?.chars();
+        loop {
+            match chars.next()? {
+                '"' => return Some(out),
+                '\\' => match chars.next()? {
+                    'n' => out.push(' '),
+                    't' => out.push(' '),
+                    other => out.push(other),
+                },
+                c => out.push(c),
+            }
+        }
+    };
+    let message = quoted("message")?;
+    let reason = quoted("reason").unwrap_or_default();
+    let code: String = fields
+        .split_once("code: ")?
+        .1
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let details: Vec<&str> = [reason.as_str(), code.as_str()]
+        .into_iter()
+        .filter(|d| !d.is_empty())
+        .collect();
+    let message = if message.is_empty() {
+        reason.clone()
+    } else {
+        message
+    };
+    Some(match details.is_empty() {
+        true => message,
+        false => format!("{message} ({})", details.join(", ")),
+    })
+}
+
+/// Lines joined by `; `, blanks dropped.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{underlying, ServiceAccountRef};
+    use super::{readable, ServiceAccountRef};
     use serde_json::json;
 
     #[test]
@@ -136,11 +216,61 @@ mod tests {
                 "Host error: Callback evaluation failure: {found}\n\nStack backtrace:\n   0: <unknown>\n"
             ),
         ] {
-            assert_eq!(underlying(&text), found, "{text:?}");
+            assert_eq!(readable(&text), found, "{text:?}");
         }
         // The access refusal is not wrapped: it stays whole.
         let refused = "Policy has not been granted access to Kubernetes v1/ServiceAccount \
                        resources. The violation has been reported.";
-        assert_eq!(underlying(&format!("Host error: {refused}")), refused);
+        assert_eq!(readable(&format!("Host error: {refused}")), refused);
+    }
+
+    /// The shapes policy-evaluator v0.30.4 produces for a failed `get_resource`.
+    #[test]
+    fn api_server_errors_are_one_line() {
+        let wrap = |e: &str| format!("Host error: Callback evaluation failure: {e}");
+        let api = |message: &str, reason: &str, code: u16| {
+            let escaped = message.replace('\\', "\\\\").replace('"', "\\\"");
+            wrap(&format!(
+                "ApiError: {message}: {reason} (ErrorResponse {{ status: \"Failure\", message: \"{escaped}\", reason: \"{reason}\", code: {code} }})\n\nCaused by:\n    {message}: {reason}"
+            ))
+        };
+        assert_eq!(
+            readable(&api("etcdserver: request timed out", "InternalError", 500)),
+            "etcdserver: request timed out (InternalError, 500)"
+        );
+        let forbidden = r#"serviceaccounts "app" is forbidden: User "system:serviceaccount:kubewarden:policy-server" cannot get resource "serviceaccounts" in API group "" in the namespace "team-a""#;
+        assert_eq!(
+            readable(&api(forbidden, "Forbidden", 403)),
+            format!("{forbidden} (Forbidden, 403)")
+        );
+        assert_eq!(
+            readable(&api("the server has received too many requests and has asked us to try again later", "TooManyRequests", 429)),
+            "the server has received too many requests and has asked us to try again later (TooManyRequests, 429)"
+        );
+        assert_eq!(
+            readable(&wrap(
+                "Cannot find v1/ServiceAccount named 'app' inside of namespace 'Some(\"team-a\")'"
+            )),
+            "not found"
+        );
+        assert_eq!(
+            readable(&wrap(
+                "ServiceError: client error (Connect)\n\nCaused by:\n    0: client error (Connect)\n    1: tcp connect error: Connection refused (os error 111)\n    2: Connection refused (os error 111)\n\nStack backtrace:\n   0: x"
+            )),
+            "ServiceError: client error (Connect): Connection refused (os error 111)"
+        );
+        assert_eq!(
+            readable(&wrap(
+                "ServiceError: request timed out\n\nCaused by:\n    request timed out"
+            )),
+            "ServiceError: request timed out"
+        );
+        // Nothing to extract: the text, on one line.
+        assert_eq!(readable("first\n  second\n"), "first; second");
+        // A malformed ErrorResponse is kept as text.
+        assert_eq!(
+            readable("ApiError: x (ErrorResponse { status: \"Failure\", message: \"unterminated"),
+            "ApiError: x (ErrorResponse { status: \"Failure\", message: \"unterminated"
+        );
     }
 }
