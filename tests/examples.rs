@@ -719,3 +719,20 @@ fn the_verify_example_has_the_mutating_examples_settings() {
         );
     }
 }
+
+/// policy-server interrupts a policy after `timeoutEvalSeconds` (2 s by default), a slow
+/// ServiceAccount GET included, with a 500 that ignores failurePolicy and lookupFailure; the
+/// controller refuses a `timeoutEvalSeconds` above `timeoutSeconds`. Every example sets them equal,
+/// so that only a lookup just short of the webhook's timeout can meet the interrupt.
+#[test]
+fn the_policy_server_waits_as_long_as_the_api_server() {
+    for (file, manifest) in policies() {
+        let spec = &manifest["spec"];
+        let webhook = spec["timeoutSeconds"].as_u64().unwrap_or(10);
+        assert_eq!(
+            spec["timeoutEvalSeconds"].as_u64(),
+            Some(webhook),
+            "{file}: spec.timeoutEvalSeconds must equal spec.timeoutSeconds ({webhook})"
+        );
+    }
+}

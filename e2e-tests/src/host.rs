@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -21,6 +22,9 @@ pub struct HostCapabilities {
     pub allow_context_aware: bool,
     /// Answers for the `kubernetes/*` calls; without one they fail (no cluster to ask).
     pub session: Option<Session>,
+    /// How long each `kubernetes/*` answer takes: a slow or hung API server (policy-run's
+    /// `--host-call-delay`). The guest waits in its host call meanwhile, as in policy-server.
+    pub host_call_delay: Option<Duration>,
 }
 
 impl HostCapabilities {
@@ -29,6 +33,7 @@ impl HostCapabilities {
         Self {
             allow_context_aware: true,
             session: Some(session),
+            host_call_delay: None,
         }
     }
 }
@@ -67,6 +72,17 @@ pub const POLICY_SERVER_TIMEOUT: EpochDeadlines = EpochDeadlines {
     wapc_func: 2,
 };
 
+/// What policy-server answers when it interrupts a policy (policy-evaluator v0.30.4
+/// `src/runtimes/wapc/runtime.rs`, on wasmtime-provider's "guest code interrupted, execution
+/// deadline exceeded"): a 500 denial, whatever the webhook's failurePolicy.
+pub const INTERRUPTED_MESSAGE: &str =
+    "Policy execution interrupted because it exceeded the allowed execution time";
+
+/// Whether a failed guest call is the timeout protection's interrupt.
+pub fn is_interrupt(failure: &GuestCallFailure) -> bool {
+    failure.0.contains("execution deadline exceeded")
+}
+
 /// A compiled policy module.
 pub struct Policy {
     pre: WasmtimeEngineProviderPre,
@@ -87,7 +103,7 @@ impl Policy {
     /// Compiles a policy module (WASI enabled, like policy-evaluator; no timeout protection,
     /// like kwctl run).
     pub fn from_bytes(wasm: &[u8]) -> Result<Self> {
-        Self::compile(wasm, None)
+        Self::compile(wasm, None, false)
     }
 
     /// Compiles a policy module as policy-server does by default: with its timeout protection
@@ -99,16 +115,43 @@ impl Policy {
     /// Compiles a policy module with epoch interruption and these deadlines (in ticks; nothing
     /// ticks the epoch here, so only a deadline of 0 ever passes).
     pub fn with_epoch_deadlines(wasm: &[u8], deadlines: EpochDeadlines) -> Result<Self> {
-        Self::compile(wasm, Some(deadlines))
+        Self::compile(wasm, Some(deadlines), false)
     }
 
-    fn compile(wasm: &[u8], epoch_deadlines: Option<EpochDeadlines>) -> Result<Self> {
+    /// Compiles a policy module with policy-server's timeout protection for a limit of `seconds`
+    /// (`--policy-timeout`, or the policy's `timeoutEvalSeconds`), the epoch ticking every second
+    /// as policy-server's does (policy-server v1.31.0 `src/lib.rs`; the deadline is
+    /// `timeout_eval_seconds` ticks, `src/evaluation/evaluation_environment.rs`). The clock runs
+    /// while the guest waits on a host call; the interrupt comes when guest code runs again, so
+    /// an evaluation is stopped between `seconds - 1` and `seconds` seconds after it started, or
+    /// when its host call returns, whichever is later.
+    pub fn with_policy_timeout(wasm: &[u8], seconds: u64) -> Result<Self> {
+        let deadlines = EpochDeadlines {
+            wapc_init: seconds,
+            wapc_func: seconds,
+        };
+        Self::compile(wasm, Some(deadlines), true)
+    }
+
+    fn compile(wasm: &[u8], epoch_deadlines: Option<EpochDeadlines>, tick: bool) -> Result<Self> {
         let context_aware_resources = crate::metadata::context_aware_resources(wasm)?;
         let mut builder = WasmtimeEngineProviderBuilder::new()
             .module_bytes(wasm)
             .wasi_params(WasiParams::default());
         if let Some(deadlines) = epoch_deadlines {
             builder = builder.enable_epoch_interruptions(deadlines);
+        }
+        if tick {
+            let mut config = wasmtime::Config::default();
+            config.epoch_interruption(true);
+            let engine = wasmtime::Engine::new(&config)
+                .map_err(|e| anyhow::anyhow!("cannot create the engine: {e}"))?;
+            builder = builder.engine(engine.clone());
+            // For the life of the process, as policy-server's ticker.
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                engine.increment_epoch();
+            });
         }
         let pre = builder
             .build_pre()
@@ -192,6 +235,8 @@ struct HostState {
     readable: Option<Vec<String>>,
     replay: Option<Replay>,
     calls: AtomicUsize,
+    /// Each `kubernetes/*` answer waits this long.
+    delay: Option<Duration>,
 }
 
 impl HostState {
@@ -209,6 +254,7 @@ impl HostState {
             readable,
             replay: capabilities.session.as_ref().map(Session::replay),
             calls: AtomicUsize::new(0),
+            delay: capabilities.host_call_delay,
         }
     }
 
@@ -235,6 +281,9 @@ impl HostState {
             }
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(delay) = self.delay {
+            std::thread::sleep(delay);
+        }
         let request: GetResource =
             serde_json::from_slice(payload).map_err(|e| format!("{capability}: {e}"))?;
         let resource = format!("{}/{}", request.api_version, request.kind);

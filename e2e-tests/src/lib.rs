@@ -33,7 +33,10 @@ pub use admission::{
     NULL_OBJECT_MUTATION,
 };
 pub use fixture::{optional_json, Fixture};
-pub use host::{Evaluation, GuestCallFailure, HostCapabilities, Policy, POLICY_SERVER_TIMEOUT};
+pub use host::{
+    is_interrupt, Evaluation, GuestCallFailure, HostCapabilities, Policy, INTERRUPTED_MESSAGE,
+    POLICY_SERVER_TIMEOUT,
+};
 pub use session::{Exchange, GetResource, HostRequest, HostResponse, Replay, Session};
 
 /// The policy module built from the current sources of the workspace at `workspace`, or the file

@@ -13,10 +13,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Parser;
-use e2e_tests::{admission_request, GuestCallFailure, HostCapabilities, Policy, Session, Status};
+use e2e_tests::{
+    admission_request, is_interrupt, GuestCallFailure, HostCapabilities, Policy, Session, Status,
+    INTERRUPTED_MESSAGE,
+};
 use serde_json::Value;
 
 /// Run a Kubewarden policy (wasm module) on an admission request, like `kwctl run`.
@@ -38,6 +42,15 @@ struct Args {
     /// kwctl session file answering the policy's host calls.
     #[arg(long, value_name = "FILE")]
     replay_host_capabilities_interactions: Option<PathBuf>,
+    /// policy-run only: policy-server's timeout protection, interrupting the policy after this
+    /// many seconds (policy-server's `--policy-timeout`, default 2, or the policy's
+    /// `timeoutEvalSeconds`), host calls included. kwctl has none, nor has policy-run without it.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    policy_timeout: Option<u64>,
+    /// policy-run only: each answer of the session comes this many milliseconds late (a slow or
+    /// hung API server).
+    #[arg(long, value_name = "MILLISECONDS")]
+    host_call_delay: Option<u64>,
     /// The policy module: a path or a `file://` URI.
     #[arg(value_name = "uri_or_sha_prefix_or_yaml_file")]
     policy: String,
@@ -61,7 +74,15 @@ fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(Session::from_file)
         .transpose()?;
-    let policy = Policy::from_file(&policy_path(&args.policy)?)?;
+    let path = policy_path(&args.policy)?;
+    let policy = match args.policy_timeout {
+        None => Policy::from_file(&path)?,
+        Some(seconds) => {
+            let wasm = std::fs::read(&path)
+                .map_err(|e| anyhow!("cannot read policy {}: {e}", path.display()))?;
+            Policy::with_policy_timeout(&wasm, seconds)?
+        }
+    };
     let request = admission_request(request)?;
 
     let verdict = match policy.validate_settings(&settings) {
@@ -79,31 +100,38 @@ fn run(args: Args) -> Result<()> {
     let capabilities = HostCapabilities {
         allow_context_aware: args.allow_context_aware,
         session,
+        host_call_delay: args.host_call_delay.map(Duration::from_millis),
     };
     let response = match policy.validate(&request, &settings, &capabilities) {
         Ok(evaluation) => serde_json::to_string(&evaluation.response)?,
         // kwctl and policy-server turn a failing guest into a 500 denial that ignores the
         // webhook's failurePolicy (policy-evaluator `reject_internal_server_error`).
         Err(error) => {
-            let cause = error
-                .downcast_ref::<GuestCallFailure>()
-                .map_or_else(|| format!("{error:#}"), ToString::to_string);
+            let failure = error.downcast_ref::<GuestCallFailure>();
             let uid = request.get("uid").and_then(Value::as_str).unwrap_or("");
-            internal_server_error(uid, &cause)?
+            match failure {
+                // policy-server's answer to its own interrupt.
+                Some(failure) if is_interrupt(failure) => {
+                    denial(uid, INTERRUPTED_MESSAGE.to_string())?
+                }
+                Some(failure) => denial(uid, format!("internal server error: {failure}"))?,
+                None => denial(uid, format!("internal server error: {error:#}"))?,
+            }
         }
     };
     println!("{response}");
     Ok(())
 }
 
-fn internal_server_error(uid: &str, cause: &str) -> Result<String> {
+/// A 500 denial with this message.
+fn denial(uid: &str, message: String) -> Result<String> {
     let response = e2e_tests::AdmissionResponse {
         uid: uid.to_owned(),
         allowed: false,
         patch_type: None,
         patch: None,
         status: Some(Status {
-            message: Some(format!("internal server error: {cause}")),
+            message: Some(message),
             code: Some(500),
         }),
         audit_annotations: None,
