@@ -73,6 +73,16 @@ pub struct Mount {
 }
 
 impl Injection {
+    /// Whether the container or init container `name` may get it: opted in (when the pod has an
+    /// opt-in list) and not skipped.
+    pub fn applies_to(&self, name: &str) -> bool {
+        let opted_in = self
+            .only_containers
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name));
+        opted_in && !self.skip_containers.iter().any(|skip| skip == name)
+    }
+
     /// An injection with nothing in it yet.
     pub fn new(provider: impl Into<String>) -> Injection {
         Injection {
@@ -410,11 +420,7 @@ pub fn identity_mismatches(pod: &Value, injection: &Injection) -> Vec<String> {
             .unwrap_or(&[]);
         for container in containers {
             let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-            let opted_in = injection
-                .only_containers
-                .as_ref()
-                .is_none_or(|only| only.iter().any(|o| o == name));
-            if !opted_in || injection.skip_containers.iter().any(|s| s == name) {
+            if !injection.applies_to(name) {
                 continue;
             }
             let env = container
@@ -632,11 +638,7 @@ fn inject_container(
     at: At,
 ) -> Result<Outcome, MalformedPod> {
     let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-    let opted_in = injection
-        .only_containers
-        .as_ref()
-        .is_none_or(|only| only.iter().any(|o| o == name));
-    if !opted_in || injection.skip_containers.iter().any(|skip| skip == name) {
+    if !injection.applies_to(name) {
         return Ok(Outcome::Skipped);
     }
     let mounts_path = at.field("volumeMounts");
