@@ -188,34 +188,56 @@ baseline.wasm: rustup-target
 		test $$status -eq 0 || { echo "baseline.wasm: building $(BASELINE_REF) failed"; exit 1; }
 	@$(call optimise,$(BASELINE_TARGET_DIR)/$(WASM_TARGET)/release/workload_identity_policy.wasm,target/baseline-$(BASELINE_NAME).wasm)
 
-# Fuzzing (fuzz/, cargo-fuzz on nightly): every target in turn for FUZZ_SECONDS,
-# seeded from fixtures/ (fuzz/seed.sh). Without a sanitizer (the policy is safe
-# Rust; panics and aborts are what we look for), with debug assertions
-# (overflow checks). A crash stops the run; its input is in
-# fuzz/artifacts/<target>/ and the log in target/fuzz-<target>.log.
+# Fuzzing (fuzz/, cargo-fuzz on nightly): each of FUZZ_TARGETS in turn for FUZZ_SECONDS.
+# The corpus, fuzz/corpus/<target>/, is committed, and `cargo test` replays it on stable
+# (tests/fuzz_corpus.rs). Each run first merges the seeds of fixtures/ (fuzz/seed.sh, into
+# target/fuzz-seeds/) that add coverage, fuzzes, then minimises the corpus to a set of inputs
+# that covers every edge (-set_cover_merge=1 -use_counters=0: about 1.8 MB for the three);
+# `git add fuzz/corpus` keeps what it found. Without a sanitizer (the policy is safe Rust;
+# panics and aborts are what we look for), with debug assertions (overflow checks). A crash
+# stops the run; its input is in fuzz/artifacts/<target>/ and the log in
+# target/fuzz-<target>.log: turn it into a fixture or a unit test, fix, and add the input to
+# fuzz/corpus/<target>/. FUZZ_MINIMISE=no skips the merge and the minimisation (fuzz-smoke).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= decide settings flyte_decoder
+FUZZ_MINIMISE ?= yes
 FUZZ_FLAGS := --sanitizer none --debug-assertions
+FUZZ_ARGS = -timeout=10 -rss_limit_mb=2048
 fuzz:
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "fuzz: needs the nightly toolchain (rustup toolchain install nightly --profile minimal)"; exit 1; }
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@mkdir -p target
 	fuzz/seed.sh
 	cd fuzz && $(CARGO) +nightly fuzz build $(FUZZ_FLAGS)
-	@set -e; for t in $$(cd fuzz && $(CARGO) +nightly fuzz list); do \
-		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
-		if (cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) \
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		if [ "$(FUZZ_MINIMISE)" = yes ]; then \
+			(cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t corpus/$$t ../target/fuzz-seeds/$$t -- \
+				-merge=1 $(FUZZ_ARGS)) > target/fuzz-$$t-merge.log 2>&1 \
+				|| { tail -n 20 target/fuzz-$$t-merge.log; echo "fuzz $$t: merging the seeds failed"; exit 1; }; \
+		fi; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s ($$(ls fuzz/corpus/$$t | wc -l) corpus inputs)"; \
+		if (cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t corpus/$$t ../target/fuzz-seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS) -print_final_stats=1) \
 			> target/fuzz-$$t.log 2>&1; then \
-			grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|INFO: seed corpus)' target/fuzz-$$t.log || true; \
+			grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' target/fuzz-$$t.log || true; \
 		else \
 			tail -n 40 target/fuzz-$$t.log; \
 			echo "fuzz $$t FAILED: input in fuzz/artifacts/$$t/, log in target/fuzz-$$t.log"; exit 1; \
 		fi; \
+		if [ "$(FUZZ_MINIMISE)" = yes ]; then \
+			rm -rf target/fuzz-min/$$t; mkdir -p target/fuzz-min/$$t; \
+			(cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t ../target/fuzz-min/$$t corpus/$$t -- \
+				-set_cover_merge=1 -use_counters=0 $(FUZZ_ARGS)) > target/fuzz-$$t-min.log 2>&1 \
+				|| { tail -n 20 target/fuzz-$$t-min.log; echo "fuzz $$t: minimising the corpus failed"; exit 1; }; \
+			rm -rf fuzz/corpus/$$t; mv target/fuzz-min/$$t fuzz/corpus/$$t; \
+			echo "   corpus: $$(ls fuzz/corpus/$$t | wc -l) inputs, $$(du -sh --apparent-size fuzz/corpus/$$t | cut -f1) (git add fuzz/corpus to keep them)"; \
+		fi; \
 	done
 
-# A short run of every fuzz target (CI).
+# A short run of every fuzz target (CI): the committed corpus as it is.
 fuzz-smoke:
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 FUZZ_MINIMISE=no
 
 # Browser playground (playground/): the policy core built for wasm32-unknown-unknown
 # with wasm-bindgen, and a static page (playground/www) that loads it from

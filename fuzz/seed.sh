@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# Seeds fuzz/corpus/<target>/ from fixtures/ (corpus/ is not committed; libFuzzer adds to it).
+# Writes seeds from fixtures/ to target/fuzz-seeds/<target>/ (not committed); `make fuzz` merges
+# those that add coverage into the committed corpus, fuzz/corpus/<target>/.
 # decide: <lookup byte><request.json>\0<settings.json>; settings: each settings.json;
 # flyte_decoder: the fixtures' flyte.secrets/s* values plus flytekit-style encodings.
 set -euo pipefail
 cd "$(dirname "$0")"
 fixtures=../fixtures
-mkdir -p corpus/decide corpus/settings corpus/flyte_decoder
-printf '{}' > corpus/settings/seed-empty
+out=../target/fuzz-seeds
+rm -rf "$out"
+mkdir -p "$out"/decide "$out"/settings "$out"/flyte_decoder
+cd "$out"
+fixtures=../../fixtures
+printf '{}' > settings/seed-empty
 n=0
 for dir in "$fixtures"/*/; do
     case=$(basename "$dir")
     [ -f "$dir/request.json" ] || continue
     settings="$dir/settings.json"
     if [ -f "$settings" ]; then
-        cp "$settings" "corpus/settings/seed-$case"
+        cp "$settings" "settings/seed-$case"
     else
-        settings=corpus/settings/seed-empty
+        settings=settings/seed-empty
     fi
     # Lookup answers alternate over the four (error, every provider, none, hostile).
     { printf "\\$(printf '%03o' $((n % 4)))"; cat "$dir/request.json"; printf '\0'; cat "$settings"; } \
-        > "corpus/decide/seed-$case"
+        > "decide/seed-$case"
     n=$((n + 1))
 done
 # Flyte's encoding: base32, alphabet a-z1-6, no padding.
@@ -31,12 +36,12 @@ for secret in \
     'group: "api" group_version: "kv2" key: "token" mount_requirement: FILE' \
     $'group: "aws"\nkey: "credentials"\nmount_requirement: 2\n' \
     'key: "k" group: "g\"q\\\\x\t" mount_requirement: ANY env_var: "E"'; do
-    flyte "$secret" > "corpus/flyte_decoder/seed-$i"
+    flyte "$secret" > "flyte_decoder/seed-$i"
     i=$((i + 1))
 done
 grep -ho '"flyte\.secrets/s[^"]*": *"[^"]*"' "$fixtures"/*/request.json 2>/dev/null |
     sed 's/.*: *"\(.*\)"$/\1/' | sort -u | while read -r value; do
-        printf '%s' "$value" > "corpus/flyte_decoder/seed-fixture-$i"
+        printf '%s' "$value" > "flyte_decoder/seed-fixture-$i"
         i=$((i + 1))
     done
-echo "fuzz seeds: $(ls corpus/decide | wc -l) decide, $(ls corpus/settings | wc -l) settings, $(ls corpus/flyte_decoder | wc -l) flyte_decoder"
+echo "fuzz seeds: $(ls decide | wc -l) decide, $(ls settings | wc -l) settings, $(ls flyte_decoder | wc -l) flyte_decoder"

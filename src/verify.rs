@@ -76,7 +76,7 @@ pub fn decide(settings: &Settings, input: &Input, pod: &Value, lookup: &dyn Look
         return accept(fx);
     }
     let message = format!(
-        "pod {}: does not carry the workload identity ServiceAccount {} grants: {}. It was probably created while the mutating policy was not running, or before the ServiceAccount was annotated; recreate it (kubectl delete pod, or kubectl rollout restart for a workload) so that the mutating policy injects it",
+        "pod {}: does not carry the workload identity ServiceAccount {} grants: {}. It was probably created while the mutating policy was not running, or before the ServiceAccount's identity annotations were set or changed; recreate it (kubectl delete pod, or kubectl rollout restart for a workload) so that the mutating policy injects it",
         plan.pod_ref,
         plan.service_account,
         problems.join("; ")

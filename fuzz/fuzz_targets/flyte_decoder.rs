@@ -3,9 +3,6 @@
 
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use workload_identity_policy::secrets::decode_secret;
+mod common;
 
-fuzz_target!(|text: &str| {
-    let _ = std::hint::black_box(decode_secret(text));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::flyte_decoder(data));
