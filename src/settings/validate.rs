@@ -93,22 +93,22 @@ impl Settings {
             ));
         }
         check_non_empty(
-            &format!("{field}Audience"),
+            "aws.containerCredentialsAudience",
             &aws.container_credentials_audience,
             errors,
         );
         check_mount_path(
-            &format!("{field}TokenMountPath"),
+            "aws.containerCredentialsTokenMountPath",
             &aws.container_credentials_token_mount_path,
             errors,
         );
         check_dns_label(
-            &format!("{field}TokenVolumeName"),
+            "aws.containerCredentialsTokenVolumeName",
             &aws.container_credentials_token_volume_name,
             errors,
         );
         check_file_path(
-            &format!("{field}TokenPath"),
+            "aws.containerCredentialsTokenPath",
             &aws.container_credentials_token_path,
             errors,
         );
