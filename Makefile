@@ -197,7 +197,8 @@ baseline.wasm: rustup-target
 # panics and aborts are what we look for), with debug assertions (overflow checks). A crash
 # stops the run; its input is in fuzz/artifacts/<target>/ and the log in
 # target/fuzz-<target>.log: turn it into a fixture or a unit test, fix, and add the input to
-# fuzz/corpus/<target>/. FUZZ_MINIMISE=no skips the merge and the minimisation (fuzz-smoke).
+# fuzz/corpus/<target>/. FUZZ_MINIMISE=no (fuzz-smoke) leaves the corpus as it is: no merge,
+# no minimisation, and what the run finds goes to target/fuzz-scratch/.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= decide settings flyte_decoder
 FUZZ_MINIMISE ?= yes
@@ -217,7 +218,8 @@ fuzz:
 				|| { tail -n 20 target/fuzz-$$t-merge.log; echo "fuzz $$t: merging the seeds failed"; exit 1; }; \
 		fi; \
 		echo "== fuzz $$t for $(FUZZ_SECONDS) s ($$(ls fuzz/corpus/$$t | wc -l) corpus inputs)"; \
-		if (cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t corpus/$$t ../target/fuzz-seeds/$$t -- \
+		dirs=corpus/$$t; [ "$(FUZZ_MINIMISE)" = yes ] || { dirs="../target/fuzz-scratch/$$t corpus/$$t"; mkdir -p target/fuzz-scratch/$$t; }; \
+		if (cd fuzz && $(CARGO) +nightly fuzz run $(FUZZ_FLAGS) $$t $$dirs ../target/fuzz-seeds/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS) -print_final_stats=1) \
 			> target/fuzz-$$t.log 2>&1; then \
 			grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' target/fuzz-$$t.log || true; \
