@@ -189,7 +189,7 @@ function asExpected(shown, fixtureRequest) {
 }
 
 // Every fixture but those whose lookup fails otherwise than "not found" (the lookup-error-*
-// cases), which the playground cannot replay (playground/src/fixtures.rs, ONLY_NOT_FOUND).
+// cases), which the playground cannot replay (playground/src/fixtures.rs, `load`).
 async function fixtureNames() {
   const names = [];
   for (const name of await readdir(FIXTURES)) {

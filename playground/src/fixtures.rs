@@ -56,21 +56,18 @@ pub fn load_all(dir: &Path) -> Result<Vec<Example>, String> {
     names.sort();
     names
         .iter()
-        .filter_map(|name| match load(&dir.join(name)) {
-            Ok(example) => Some(Ok(example)),
-            // Lookup errors other than "not found" (the `lookup-error-*` cases: a 500, a
-            // refusal, an unreachable API server) have no editor here; policy-run runs them.
-            Err(e) if e.contains(ONLY_NOT_FOUND) => None,
-            Err(e) => Some(Err(format!("fixtures/{name}: {e}"))),
+        .filter_map(|name| {
+            load(&dir.join(name))
+                .map_err(|e| format!("fixtures/{name}: {e}"))
+                .transpose()
         })
         .collect()
 }
 
-/// What [`load`] says of a session whose lookup fails otherwise than with "not found".
-pub const ONLY_NOT_FOUND: &str = "the playground replays a \"not found\" lookup error only";
-
-/// One case folder.
-pub fn load(dir: &Path) -> Result<Example, String> {
+/// One case folder; `None` when its lookup fails otherwise than with "not found" (the
+/// `lookup-error-*` cases: a 500, a refusal, an unreachable API server), which the playground's
+/// lookup editor cannot show (policy-run runs them).
+pub fn load(dir: &Path) -> Result<Option<Example>, String> {
     let read = |file: &str| -> Result<Option<String>, String> {
         let path = dir.join(file);
         if !path.exists() {
@@ -90,11 +87,14 @@ pub fn load(dir: &Path) -> Result<Example, String> {
         serde_json::from_str(&request_text).map_err(|e| format!("request.json: {e}"))?;
     let user_info = take_user_info(&mut request);
     let (service_account, lookup) = match read("session.yml")? {
-        Some(text) => account(&text)?,
+        Some(text) => match account(&text)? {
+            Some(account) => account,
+            None => return Ok(None),
+        },
         None => (String::new(), LookupMode::Found),
     };
     let settings = read("settings.json")?.unwrap_or_else(|| "{}".to_string());
-    Ok(Example {
+    Ok(Some(Example {
         name,
         notes: read("NOTES.md")?.unwrap_or_default().trim_end().to_string(),
         state: State {
@@ -104,7 +104,7 @@ pub fn load(dir: &Path) -> Result<Example, String> {
             lookup,
             user_info: user_info.as_ref().map(pretty).unwrap_or_default(),
         },
-    })
+    }))
 }
 
 /// Removes the AdmissionRequest's `userInfo`, for the userInfo editor.
@@ -241,12 +241,13 @@ impl Serialize for Ordered {
     }
 }
 
-/// The ServiceAccount editor's content and the lookup mode replaying `session`.
-fn account(session: &str) -> Result<(String, LookupMode), String> {
+/// The ServiceAccount editor's content and the lookup mode replaying `session`; `None` for a
+/// lookup error other than "not found".
+fn account(session: &str) -> Result<Option<(String, LookupMode)>, String> {
     let entries: Vec<Entry> =
         serde_yaml::from_str(session).map_err(|e| format!("session.yml: {e}"))?;
     let exchange = match entries.as_slice() {
-        [] => return Ok((String::new(), LookupMode::Found)),
+        [] => return Ok(Some((String::new(), LookupMode::Found))),
         [exchange] => exchange,
         _ => return Err("session.yml: the playground replays one ServiceAccount lookup".into()),
     };
@@ -278,13 +279,13 @@ fn account(session: &str) -> Result<(String, LookupMode), String> {
                     "session.yml: the recorded ServiceAccount is not the one looked up".into(),
                 );
             }
-            Ok((pretty(&shown), LookupMode::Found))
+            Ok(Some((pretty(&shown), LookupMode::Found)))
         }
         Response::Error { message } => {
             if *message != format!("serviceaccounts \"{name}\" not found") {
-                return Err(format!("session.yml: {ONLY_NOT_FOUND}, not {message:?}"));
+                return Ok(None);
             }
-            Ok((String::new(), LookupMode::NotFound))
+            Ok(Some((String::new(), LookupMode::NotFound)))
         }
     }
 }
@@ -319,19 +320,27 @@ mod tests {
         let (text, mode) = account(&session(
             "    type: Success\n    payload: '{\"metadata\":{\"name\":\"app\",\"namespace\":\"ns\"}}'\n",
         ))
+        .unwrap()
         .unwrap();
         assert_eq!(mode, LookupMode::Found);
         assert!(text.contains("\"name\": \"app\""));
         let (text, mode) = account(&session(
             "    type: Error\n    message: \"serviceaccounts \\\"app\\\" not found\"\n",
         ))
+        .unwrap()
         .unwrap();
         assert_eq!((text.as_str(), mode), ("", LookupMode::NotFound));
-        assert!(account(&session("    type: Error\n    message: boom\n")).is_err());
+        assert_eq!(
+            account(&session("    type: Error\n    message: boom\n")),
+            Ok(None)
+        );
         assert!(account(&session(
             "    type: Success\n    payload: '{\"metadata\":{\"name\":\"other\"}}'\n"
         ))
         .is_err());
-        assert_eq!(account("[]").unwrap(), (String::new(), LookupMode::Found));
+        assert_eq!(
+            account("[]").unwrap(),
+            Some((String::new(), LookupMode::Found))
+        );
     }
 }

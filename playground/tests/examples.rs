@@ -117,7 +117,9 @@ fn every_example_gives_the_expected_answer() {
 
 #[test]
 fn malformed_editors_are_messages() {
-    let example = playground::fixtures::load(&fixtures().join("aws-named-sa")).unwrap();
+    let example = playground::fixtures::load(&fixtures().join("aws-named-sa"))
+        .unwrap()
+        .unwrap();
     for editor in ["settings", "request", "serviceAccount", "userInfo"] {
         let mut state = serde_json::to_value(&example.state).unwrap();
         state[editor] = json!("{\"a\": ");

@@ -112,31 +112,16 @@ impl Settings {
             &aws.container_credentials_token_path,
             errors,
         );
-        let own = crate::names::AWS_POD_IDENTITY;
-        if let Some(builtin) = OWNED_VOLUMES
-            .iter()
-            .map(|l| l.volume_name)
-            .filter(|v| *v != own.volume_name)
-            .find(|v| aws.container_credentials_token_volume_name.starts_with(v))
-        {
+        let volume = &aws.container_credentials_token_volume_name;
+        if let Some(builtin) = volume_clash(&self.builtin_volumes(false), volume) {
             errors.push(format!(
-                "{field}TokenVolumeName: {:?} clashes with the built-in volume {builtin:?}",
-                aws.container_credentials_token_volume_name
+                "{field}TokenVolumeName: {volume:?} clashes with the built-in volume {builtin:?}"
             ));
         }
-        let path = aws
-            .container_credentials_token_mount_path
-            .trim_end_matches('/');
-        let others = std::iter::once(self.aws.token_mount_path.trim_end_matches('/')).chain(
-            OWNED_VOLUMES
-                .iter()
-                .map(|l| l.mount_path)
-                .filter(|p| *p != own.mount_path),
-        );
-        if let Some(builtin) = others.into_iter().find(|b| paths_overlap(b, path)) {
+        let path = &aws.container_credentials_token_mount_path;
+        if let Some(builtin) = path_clash(&self.builtin_mount_paths(false), path) {
             errors.push(format!(
-                "{field}TokenMountPath: {:?} clashes with the built-in mount path {builtin:?}",
-                aws.container_credentials_token_mount_path
+                "{field}TokenMountPath: {path:?} clashes with the built-in mount path {builtin:?}"
             ));
         }
     }
@@ -233,13 +218,7 @@ impl Settings {
             );
             check_mount_path(&format!("{field}.mountPath"), &p.mount_path, errors);
             check_dns_label(&format!("{field}.volumeName"), &p.volume_name, errors);
-            let pod_identity = self.aws.container_credentials_token_volume_name.as_str();
-            if let Some(builtin) = OWNED_VOLUMES
-                .iter()
-                .map(|l| l.volume_name)
-                .chain([pod_identity])
-                .find(|v| p.volume_name.starts_with(v))
-            {
+            if let Some(builtin) = volume_clash(&self.builtin_volumes(true), &p.volume_name) {
                 errors.push(format!(
                     "{field}.volumeName: {:?} clashes with the built-in volume {builtin:?}",
                     p.volume_name
@@ -252,11 +231,7 @@ impl Settings {
             }
             volumes.push(&p.volume_name);
             let path = p.mount_path.trim_end_matches('/');
-            if let Some(builtin) = self
-                .builtin_mount_paths()
-                .into_iter()
-                .find(|b| paths_overlap(b, path))
-            {
+            if let Some(builtin) = path_clash(&self.builtin_mount_paths(true), path) {
                 errors.push(format!(
                     "{field}.mountPath: {:?} clashes with the built-in mount path {builtin:?}",
                     p.mount_path
@@ -407,17 +382,54 @@ impl Settings {
         vault_writes.then(|| "the Flyte Vault secret manager".to_string())
     }
 
-    /// Mount paths the built-in providers use with these settings.
-    pub fn builtin_mount_paths(&self) -> Vec<&str> {
-        let mut paths = vec![
-            self.aws.token_mount_path.trim_end_matches('/'),
-            self.aws
-                .container_credentials_token_mount_path
-                .trim_end_matches('/'),
-        ];
-        paths.extend(OWNED_VOLUMES.iter().map(|l| l.mount_path));
+    /// Volume names (or name prefixes) the built-in providers and the Flyte secret managers use
+    /// with these settings; EKS Pod Identity's only `with_pod_identity` (it is not checked
+    /// against itself).
+    fn builtin_volumes(&self, with_pod_identity: bool) -> Vec<&str> {
+        let pod_identity = crate::names::AWS_POD_IDENTITY.volume_name;
+        let mut names: Vec<&str> = OWNED_VOLUMES
+            .iter()
+            .map(|l| l.volume_name)
+            .filter(|v| *v != pod_identity)
+            .collect();
+        if with_pod_identity {
+            names.push(&self.aws.container_credentials_token_volume_name);
+        }
+        names
+    }
+
+    /// Mount paths the built-in providers use with these settings, as
+    /// [`Settings::builtin_volumes`].
+    fn builtin_mount_paths(&self, with_pod_identity: bool) -> Vec<&str> {
+        let pod_identity = crate::names::AWS_POD_IDENTITY.mount_path;
+        let mut paths = vec![self.aws.token_mount_path.trim_end_matches('/')];
+        paths.extend(
+            OWNED_VOLUMES
+                .iter()
+                .map(|l| l.mount_path)
+                .filter(|p| *p != pod_identity),
+        );
+        if with_pod_identity {
+            paths.push(
+                self.aws
+                    .container_credentials_token_mount_path
+                    .trim_end_matches('/'),
+            );
+        }
         paths
     }
+}
+
+/// The built-in volume `name` would shadow: one it equals or starts with (Azure v1.6's volume
+/// name is a prefix).
+fn volume_clash<'a>(builtin: &[&'a str], name: &str) -> Option<&'a str> {
+    builtin.iter().copied().find(|v| name.starts_with(v))
+}
+
+/// The built-in mount path `path` would shadow or be shadowed by.
+fn path_clash<'a>(builtin: &[&'a str], path: &str) -> Option<&'a str> {
+    let path = path.trim_end_matches('/');
+    builtin.iter().copied().find(|b| paths_overlap(b, path))
 }
 
 /// One path equals or contains the other (a mount would shadow the other's files).
